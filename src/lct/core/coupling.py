@@ -1,0 +1,46 @@
+"""Minibatch optimal-transport coupling of data and unit noise (paper §3.4; Pooladian et al. 2023).
+
+The coupling is computed on the *unit* noise before sigma-scaling, so one permutation serves every sigma.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._checks import check_choice, check_finite, check_same_shape
+
+OT_METHODS = ("exact", "pot", "sinkhorn")
+
+
+def sq_euclidean_cost(x0: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
+    """C_jk = ||x0_j - n_k||^2 as a float64 numpy (B, B) matrix, computed in the inputs' dtype/device."""
+    x, n = x0.detach().flatten(1), noise.detach().flatten(1)
+    cost = torch.addmm(x.square().sum(1, keepdim=True) + n.square().sum(1), x, n.T, alpha=-2.0)
+    return cost.clamp_min_(0).double().cpu().numpy()
+
+
+def ot_permutation(cost: np.ndarray, method: str = "exact", reg: float = 0.05,
+                   generator: torch.Generator | None = None) -> np.ndarray:
+    """perm with data j paired to noise perm[j], from a (B, B) cost matrix."""
+    check_choice("OT method", method, OT_METHODS)
+    if method == "exact":           # Hungarian algorithm; same optimum as POT's network simplex
+        from scipy.optimize import linear_sum_assignment
+        return linear_sum_assignment(cost)[1]
+    import ot
+    b = cost.shape[0]
+    a = np.full(b, 1.0 / b)
+    if method == "pot":             # uniform marginals => the EMD plan is a permutation matrix
+        return ot.emd(a, a, cost).argmax(1)
+    # Entropic plan for large batches: each x0 draws its noise from its row of the plan (noise may repeat).
+    plan = torch.from_numpy(ot.sinkhorn(a, a, cost / cost.max(), reg, method="sinkhorn_log"))
+    return torch.multinomial(plan.clamp_min(0) + 1e-30, 1, generator=generator).squeeze(1).numpy()
+
+
+def ot_pair(x0: torch.Tensor, noise: torch.Tensor, method: str = "exact", reg: float = 0.05,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """The noise batch permuted so that (x0_j, noise_j) is the minibatch-OT coupling."""
+    check_same_shape("x0", x0, "noise", noise)
+    check_finite("x0", x0)
+    check_finite("noise", noise)
+    perm = ot_permutation(sq_euclidean_cost(x0, noise), method, reg, generator)
+    return noise[torch.as_tensor(perm, device=noise.device)]

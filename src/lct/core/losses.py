@@ -1,0 +1,94 @@
+"""Consistency-training losses: the TD pair, the CT term, the low-noise diffusion term, their sum.
+
+Paper §3 (sLCT): L = mean_B[ lambda(sigma_i, sigma_{i+1}) rho_c(f_theta(x_i) - f_theta^-(x_{i+1})) ]
+                   + w * mean_{i >= floor((1-r)N)} [ (1/sigma_i^2 + 1/sigma_d^2) mean_D (f_theta(x_i) - x0)^2 ].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._checks import check_finite, check_same_shape
+from .metrics import robust_metric
+from .schedules import ict_weight
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.to(like).view(-1, *([1] * (like.ndim - 1)))
+
+
+#----------------------------------------------------------------------------
+# The pair: x_i = x0 + sigma_i n and x_{i+1} = x0 + sigma_{i+1} n with the SAME n (iCT §3.1).
+
+def td_pair(f, f_target, x0: torch.Tensor, noise: torch.Tensor, sigma_i: torch.Tensor, sigma_next: torch.Tensor):
+    """(student, target): student with grad, target without, both passes under identical dropout masks.
+
+    The student pass runs inside a fork of the CPU *and* CUDA generators, so the target pass replays
+    the same random draws (the authors' code forks only the CPU generator; SPEC §1).
+    """
+    devices = [x0.device.index or 0] if x0.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        student = f(x0 + _bcast(sigma_i, x0) * noise, sigma_i)
+    with torch.no_grad():
+        target = f_target(x0 + _bcast(sigma_next, x0) * noise, sigma_next)
+    return student, target.detach()
+
+
+def consistency_loss(student: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, metric: str, c) -> torch.Tensor:
+    """Per-sample lambda * rho_c(student - target), shape (B,); the target never receives gradient."""
+    check_same_shape("student", student, "target", target)
+    check_finite("student", student)
+    check_finite("target", target)
+    return weight.to(student) * robust_metric(metric, student - target.detach(), c)
+
+
+#----------------------------------------------------------------------------
+# Diffusion loss on the low-noise tail (paper §3.3): reuse the student output, EDM weight 1/sigma^2 + 1/sigma_d^2.
+
+def diffusion_mask(indices: torch.Tensor, n_scales: int, ratio: float) -> torch.Tensor:
+    """Samples whose grid index i >= floor((1 - r) N): the fraction r of the grid nearest the data."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"diffusion ratio r must be in [0, 1], got {ratio}")
+    return indices >= int((1.0 - ratio) * n_scales)
+
+
+def diffusion_loss(student: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor,
+                   sigma_data: float = 0.5) -> torch.Tensor:
+    """Mean over the selected samples of (1/sigma^2 + 1/sigma_d^2) mean_D (student - x0)^2; 0 if none."""
+    check_same_shape("student", student, "x0", x0)
+    mask = mask.to(student.device)
+    per_sample = (student - x0).flatten(1).square().mean(1) * (sigma.to(student) ** -2 + sigma_data**-2)
+    n = mask.sum()
+    return torch.where(n > 0, (per_sample * mask).sum() / n.clamp(min=1), per_sample.new_zeros(()))
+
+
+#----------------------------------------------------------------------------
+
+@dataclass
+class LossTerms:
+    """The composite loss and what the loop logs about it (all detached except `loss`)."""
+
+    loss: torch.Tensor          # scalar: L_CT + w L_diff
+    consistency: torch.Tensor   # scalar L_CT
+    diffusion: torch.Tensor     # scalar L_diff (0 when off or empty)
+    weight: torch.Tensor        # (B,) lambda
+    residual: torch.Tensor      # (B, ...) d = student - target
+    diffusion_fraction: torch.Tensor  # share of the batch in the diffusion tail
+
+
+def lct_loss(f, f_target, x0, noise, sigma_i, sigma_next, indices, n_scales: int, metric: str = "cauchy",
+             c: float = 0.03456, diffusion_weight: float = 5.0, diffusion_ratio: float = 0.25,
+             sigma_data: float = 0.5) -> LossTerms:
+    """L = L_CT + w L_diff (w = 0 switches the diffusion term off) for one batch."""
+    check_same_shape("x0", x0, "noise", noise)
+    check_finite("x0", x0)
+    check_finite("noise", noise)
+    student, target = td_pair(f, f_target, x0, noise, sigma_i, sigma_next)
+    weight = ict_weight(sigma_i, sigma_next)
+    ct = consistency_loss(student, target, weight, metric, c).mean()
+    mask = diffusion_mask(indices, n_scales, diffusion_ratio) & (diffusion_weight > 0)
+    diff = diffusion_loss(student, x0, sigma_i, mask, sigma_data)
+    return LossTerms(loss=ct + diffusion_weight * diff, consistency=ct.detach(), diffusion=diff.detach(),
+                     weight=weight.detach(), residual=(student - target).detach(),
+                     diffusion_fraction=mask.float().mean())

@@ -1,0 +1,46 @@
+"""Consistency samplers (Song et al. 2023, Alg. 1): one step, two steps, any list of sigmas."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._checks import check_finite
+from .schedules import SIGMA_MAX, SIGMA_MIN, karras_sigmas
+
+
+@torch.no_grad()
+def multistep_sample(f, noise: torch.Tensor, sigmas, sigma_min: float = SIGMA_MIN,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """x0 after len(sigmas) evaluations: x0 = f(sigma_0 n); x0 = f(x0 + sqrt(s^2 - sigma_min^2) z, s)."""
+    sigmas = [float(s) for s in sigmas]
+    if not sigmas or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
+        raise ValueError(f"sigmas must be a non-empty strictly descending list, got {sigmas}")
+    if sigmas[-1] < sigma_min:
+        raise ValueError(f"sigmas must stay >= sigma_min={sigma_min}, got {sigmas}")
+    check_finite("noise", noise)
+    x0 = f(sigmas[0] * noise, sigmas[0])
+    for s in sigmas[1:]:
+        # Draw on the generator's device (a CPU generator makes samples identical across devices).
+        z = torch.randn(noise.shape, generator=generator, dtype=noise.dtype,
+                        device=generator.device if generator is not None else noise.device).to(noise.device)
+        x0 = f(x0 + math.sqrt(s**2 - sigma_min**2) * z, s)
+    return x0
+
+
+def onestep_sample(f, noise: torch.Tensor, sigma_max: float = SIGMA_MAX) -> torch.Tensor:
+    """1 NFE: x0 = f(sigma_max n, sigma_max)."""
+    return multistep_sample(f, noise, [sigma_max])
+
+
+def twostep_sample(f, noise: torch.Tensor, sigma_mid: float, sigma_max: float = SIGMA_MAX,
+                   sigma_min: float = SIGMA_MIN, generator: torch.Generator | None = None) -> torch.Tensor:
+    """2 NFE with the intermediate level sigma_mid (paper: index 420-440 of the 641-point grid)."""
+    return multistep_sample(f, noise, [sigma_max, sigma_mid], sigma_min, generator)
+
+
+def grid_sigma(index: int, n: int = 641, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> float:
+    """sigma at `index` of the n-point Karras grid (e.g. grid_sigma(430) ~ 0.44)."""
+    if not 0 <= index < n:
+        raise ValueError(f"index must be in [0, {n}), got {index}")
+    return float(karras_sigmas(n, sigma_min, sigma_max)[index])

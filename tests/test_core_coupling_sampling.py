@@ -1,0 +1,86 @@
+"""OT pairing against brute force and POT; EMA; samplers."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lct.core import (ConsistencyFunction, ema_decay, ema_update, grid_sigma, multistep_sample, onestep_sample,
+                      ot_pair, ot_permutation, sq_euclidean_cost, twostep_sample)
+
+
+def _cost(x, n):
+    return ((x.flatten(1)[:, None] - n.flatten(1)[None]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exact_ot_equals_bruteforce_optimum(seed):
+    g = torch.Generator().manual_seed(seed)
+    x, n = torch.randn(6, 2, 3, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, 3, 3, generator=g, dtype=torch.float64)
+    C = _cost(x, n)
+    best = min(C[torch.arange(6), list(p)].sum().item() for p in itertools.permutations(range(6)))
+    paired = ot_pair(x, n)
+    assert ((x - paired) ** 2).sum().item() == pytest.approx(best, rel=1e-12)
+    assert sorted(map(tuple, paired.flatten(1).tolist())) == sorted(map(tuple, n.flatten(1).tolist()))
+
+
+def test_scipy_equals_pot():
+    g = torch.Generator().manual_seed(1)
+    x, n = torch.randn(64, 4, 8, 8, generator=g), torch.randn(64, 4, 8, 8, generator=g)
+    C = sq_euclidean_cost(x, n)
+    np.testing.assert_allclose(C, _cost(x.double(), n.double()).numpy(), rtol=1e-9)
+    p1, p2 = ot_permutation(C, "exact"), ot_permutation(C, "pot")
+    assert C[np.arange(64), p1].sum() == pytest.approx(C[np.arange(64), p2].sum(), rel=1e-12)
+    assert (p1 == p2).all()
+
+
+def test_ot_reduces_transport_cost_and_sinkhorn_option():
+    g = torch.Generator().manual_seed(2)
+    x, n = torch.randn(32, 4, 4, 4, generator=g) + 1.0, torch.randn(32, 4, 4, 4, generator=g)
+    before = ((x - n) ** 2).sum().item()
+    assert ((x - ot_pair(x, n)) ** 2).sum().item() < before
+    ent = ot_pair(x, n, method="sinkhorn", reg=0.05, generator=torch.Generator().manual_seed(0))
+    assert ent.shape == n.shape and ((x - ent) ** 2).sum().item() < before
+
+
+def test_ot_bad_input():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        ot_pair(torch.zeros(4, 2), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="unknown OT method"):
+        ot_pair(torch.zeros(4, 2), torch.zeros(4, 2), method="greedy")
+    with pytest.raises(ValueError, match="non-finite"):
+        ot_pair(torch.full((4, 2), float("inf")), torch.zeros(4, 2))
+
+
+def test_ema_update_and_warmup():
+    a, b = [torch.zeros(3)], [torch.ones(3)]
+    ema_update(a, b, 0.9)
+    torch.testing.assert_close(a[0], torch.full((3,), 0.1))
+    ema_update(a, b, 0.0)
+    torch.testing.assert_close(a[0], b[0])
+    assert ema_decay(0, 0.999, warmup=True) == pytest.approx(0.1) and ema_decay(10**6, 0.999, warmup=True) == 0.999
+    with pytest.raises(ValueError, match="decay"):
+        ema_decay(0, 1.0)
+
+
+class Shrink(nn.Module):
+    def forward(self, x, c_noise):
+        return torch.zeros_like(x)        # F = 0 => f(x, sigma) = c_skip(sigma) x
+
+
+def test_samplers_follow_their_definition():
+    f = ConsistencyFunction(Shrink()).double()
+    noise = torch.randn(2, 4, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    c_skip = lambda s: 0.25 / ((s - 0.002) ** 2 + 0.25)
+    torch.testing.assert_close(onestep_sample(f, noise), c_skip(80.0) * 80.0 * noise)
+    s_mid = grid_sigma(430)
+    g = torch.Generator().manual_seed(3)
+    x2 = twostep_sample(f, noise, s_mid, generator=g)
+    z = torch.randn(noise.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    expect = c_skip(s_mid) * (c_skip(80.0) * 80.0 * noise + (s_mid**2 - 0.002**2) ** 0.5 * z)
+    torch.testing.assert_close(x2, expect)
+    with pytest.raises(ValueError, match="descending"):
+        multistep_sample(f, noise, [1.0, 5.0])
+    with pytest.raises(ValueError, match="index"):
+        grid_sigma(641)

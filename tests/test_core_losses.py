@@ -1,0 +1,102 @@
+"""Loss invariants: zero when student equals target, gradients into the student only, shared dropout."""
+import pytest
+import torch
+from torch import nn
+
+from lct.core import (ConsistencyFunction, NonFiniteError, consistency_loss, diffusion_loss, diffusion_mask,
+                      karras_sigmas, lct_loss, td_pair)
+
+
+class DropNet(nn.Module):
+    def __init__(self, c=4, p=0.5):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.drop = nn.Dropout(p)
+
+    def forward(self, x, c_noise):
+        return self.drop(self.conv(x))
+
+
+def _batch(b=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = karras_sigmas(11)
+    idx = torch.randint(0, 10, (b,), generator=g)
+    return torch.randn(b, 4, 8, 8, generator=g), torch.randn(b, 4, 8, 8, generator=g), s[idx].float(), s[idx + 1].float(), idx
+
+
+def test_zero_loss_when_student_equals_target():
+    x = torch.randn(4, 4, 8, 8)
+    w = torch.rand(4) + 0.5
+    for metric in ("l2", "pseudo_huber", "cauchy", "geman_mcclure", "cauchy_elementwise"):
+        assert consistency_loss(x, x.clone(), w, metric, 0.03).abs().max().item() == 0.0
+
+
+def test_gradients_reach_student_only_and_target_pass_shares_dropout_masks():
+    torch.manual_seed(0)
+    f = ConsistencyFunction(DropNet())
+    x0, n, si, sn, idx = _batch()
+    student, target = td_pair(f, f, x0, n, si, sn)
+    assert student.requires_grad and not target.requires_grad
+    # Same masks: with sigma_next == sigma_i the two passes see identical inputs, so outputs must match.
+    student2, target2 = td_pair(f, f, x0, n, si, si)
+    torch.testing.assert_close(student2.detach(), target2)
+    terms = lct_loss(f, f, x0, n, si, sn, idx, 11)
+    terms.loss.backward()
+    assert f.backbone.conv.weight.grad is not None and f.backbone.conv.weight.grad.abs().sum() > 0
+
+
+def test_target_receives_no_gradient_with_separate_target_module():
+    torch.manual_seed(0)
+    f, f_t = ConsistencyFunction(DropNet(p=0.0)), ConsistencyFunction(DropNet(p=0.0))
+    x0, n, si, sn, idx = _batch()
+    lct_loss(f, f_t, x0, n, si, sn, idx, 11).loss.backward()
+    assert all(p.grad is None for p in f_t.parameters())
+    assert all(p.grad is not None for p in f.parameters())
+
+
+def test_diffusion_mask_selects_low_noise_quarter():
+    idx = torch.arange(10)
+    assert diffusion_mask(idx, 11, 0.25).tolist() == [False] * 8 + [True] * 2     # floor(0.75*11) = 8
+    assert diffusion_mask(torch.arange(640), 641, 0.25).sum().item() == 640 - 480
+    assert diffusion_mask(idx, 11, 1.0).all()
+    with pytest.raises(ValueError, match="ratio"):
+        diffusion_mask(idx, 11, 1.5)
+
+
+def test_diffusion_loss_closed_form_and_empty_selection():
+    torch.manual_seed(0)
+    s, x0 = torch.rand(6) + 0.01, torch.randn(6, 4, 2, 2)
+    mask = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
+    expect = ((s**-2 + 4) * (s.new_ones(6, 1, 1, 1) * 0.3 + 0 * x0).flatten(1).square().mean(1))[mask].mean()
+    got = diffusion_loss(x0 + 0.3, x0, s, mask)
+    assert got.item() == pytest.approx(expect.item(), rel=1e-6)
+    empty = diffusion_loss(x0 + 0.3, x0, s, torch.zeros(6, dtype=torch.bool))
+    assert empty.item() == 0.0 and torch.isfinite(empty)
+
+
+def test_composite_is_sum_of_terms():
+    torch.manual_seed(0)
+    f = ConsistencyFunction(DropNet(p=0.0))
+    nn.init.normal_(f.backbone.conv.weight, std=0.3)
+    x0, n, si, sn, idx = _batch(16)
+    t = lct_loss(f, f, x0, n, si, sn, idx, 11, metric="cauchy", c=0.03, diffusion_weight=5.0)
+    assert t.loss.item() == pytest.approx(t.consistency.item() + 5.0 * t.diffusion.item(), rel=1e-6)
+    off = lct_loss(f, f, x0, n, si, sn, idx, 11, diffusion_weight=0.0)
+    assert off.diffusion.item() == 0.0 and off.loss.item() == pytest.approx(off.consistency.item())
+    # batch of 1 in the high-noise region: empty diffusion tail, still a finite loss
+    one = lct_loss(f, f, x0[:1], n[:1], si[:1] * 0 + 80.0, sn[:1] * 0 + 45.31, torch.tensor([0]), 11)
+    assert torch.isfinite(one.loss)
+
+
+def test_loss_bad_input():
+    f = ConsistencyFunction(DropNet(p=0.0))
+    x0, n, si, sn, idx = _batch()
+    with pytest.raises(ValueError, match="shape mismatch: x0"):
+        lct_loss(f, f, x0, n[:, :2], si, sn, idx, 11)
+    bad = x0.clone(); bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="x0"):
+        lct_loss(f, f, bad, n, si, sn, idx, 11)
+    with pytest.raises(ValueError, match="shape mismatch: student"):
+        consistency_loss(x0, x0[:2], torch.ones(8), "cauchy", 0.1)
+    with pytest.raises(ValueError, match="unknown robust metric"):
+        lct_loss(f, f, x0, n, si, sn, idx, 11, metric="lpips")
