@@ -27,7 +27,7 @@ def test_exact_ot_equals_bruteforce_optimum(seed):
 
 def test_scipy_equals_pot():
     g = torch.Generator().manual_seed(1)
-    x, n = torch.randn(64, 4, 8, 8, generator=g), torch.randn(64, 4, 8, 8, generator=g)
+    x, n = (torch.randn(64, 4, 8, 8, generator=g, dtype=torch.float64) for _ in range(2))
     C = sq_euclidean_cost(x, n)
     np.testing.assert_allclose(C, _cost(x.double(), n.double()).numpy(), rtol=1e-9)
     p1, p2 = ot_permutation(C, "exact"), ot_permutation(C, "pot")
