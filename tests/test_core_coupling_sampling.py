@@ -84,3 +84,13 @@ def test_samplers_follow_their_definition():
         multistep_sample(f, noise, [1.0, 5.0])
     with pytest.raises(ValueError, match="index"):
         grid_sigma(641)
+
+
+def test_residual_stats_gaussian_vs_heavy_tails():
+    from lct.core import residual_stats
+    g = torch.Generator().manual_seed(0)
+    gauss = residual_stats(torch.randn(200_000, generator=g) * 0.3)
+    assert gauss["std"] == pytest.approx(0.3, rel=0.02) and abs(gauss["kurtosis"]) < 0.1
+    assert gauss["outer_fence_frac"] < 1e-4       # 3 IQR fences sit at ~4.7 sigma for a Gaussian
+    cauchy = residual_stats(torch.distributions.Cauchy(0.0, 1.0).sample((200_000,)))
+    assert cauchy["kurtosis"] > 100 and cauchy["outer_fence_frac"] > 0.05

@@ -1,6 +1,7 @@
 """lct.core: the paper's math in pure PyTorch (no Lightning, Hydra or torch.distributed)."""
 from ._checks import NonFiniteError
 from .c_schedules import AdaptiveC, ConstantC, OnlineC, adaptive_c, ict_default_c, make_c_schedule
+from .diagnostics import residual_stats
 from .coupling import ot_pair, ot_permutation, sq_euclidean_cost
 from .ema import ema_decay, ema_update
 from .losses import LossTerms, consistency_loss, diffusion_loss, diffusion_mask, lct_loss, td_pair

@@ -54,13 +54,17 @@ def diffusion_mask(indices: torch.Tensor, n_scales: int, ratio: float) -> torch.
 
 
 def diffusion_loss(student: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor,
-                   sigma_data: float = 0.5) -> torch.Tensor:
-    """Mean over the selected samples of (1/sigma^2 + 1/sigma_d^2) mean_D (student - x0)^2; 0 if none."""
+                   sigma_data: float = 0.5, denominator: float | None = None) -> torch.Tensor:
+    """Mean over the selected samples of (1/sigma^2 + 1/sigma_d^2) mean_D (student - x0)^2; 0 if none.
+
+    `denominator` replaces the local count of selected samples (data-parallel training passes the global
+    count / world size, so that the gradient average over ranks is the mean over the global selection).
+    """
     check_same_shape("student", student, "x0", x0)
     mask = mask.to(student.device)
     per_sample = (student - x0).flatten(1).square().mean(1) * (sigma.to(student) ** -2 + sigma_data**-2)
-    n = mask.sum()
-    return torch.where(n > 0, (per_sample * mask).sum() / n.clamp(min=1), per_sample.new_zeros(()))
+    n = mask.sum() if denominator is None else torch.as_tensor(float(denominator), device=student.device)
+    return torch.where(n > 0, (per_sample * mask).sum() / n.clamp(min=1e-12), per_sample.new_zeros(()))
 
 
 #----------------------------------------------------------------------------
@@ -79,7 +83,7 @@ class LossTerms:
 
 def lct_loss(f, f_target, x0, noise, sigma_i, sigma_next, indices, n_scales: int, metric: str = "cauchy",
              c: float = 0.03456, diffusion_weight: float = 5.0, diffusion_ratio: float = 0.25,
-             sigma_data: float = 0.5) -> LossTerms:
+             sigma_data: float = 0.5, diffusion_denominator: float | None = None) -> LossTerms:
     """L = L_CT + w L_diff (w = 0 switches the diffusion term off) for one batch."""
     check_same_shape("x0", x0, "noise", noise)
     check_finite("x0", x0)
@@ -88,7 +92,7 @@ def lct_loss(f, f_target, x0, noise, sigma_i, sigma_next, indices, n_scales: int
     weight = ict_weight(sigma_i, sigma_next)
     ct = consistency_loss(student, target, weight, metric, c).mean()
     mask = diffusion_mask(indices, n_scales, diffusion_ratio) & (diffusion_weight > 0)
-    diff = diffusion_loss(student, x0, sigma_i, mask, sigma_data)
+    diff = diffusion_loss(student, x0, sigma_i, mask, sigma_data, diffusion_denominator)
     return LossTerms(loss=ct + diffusion_weight * diff, consistency=ct.detach(), diffusion=diff.detach(),
                      weight=weight.detach(), residual=(student - target).detach(),
                      diffusion_fraction=mask.float().mean())

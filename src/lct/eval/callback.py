@@ -1,0 +1,146 @@
+"""In-loop evaluation: every k steps and at the end, FID/KID/precision/recall at 1 and 2 NFE on the EMA model.
+
+A fixed-seed sample set is generated with `pl_module.generate(noise, sigmas, ema=True)`, decoded with
+`trainer.datamodule.codec.decode`, and scored against reference statistics of decoded real latents
+(computed once on rank 0, cached under the run's `eval/` folder or `reference_path`). Every DDP rank
+generates and scores its own slice of the seeds: torchmetrics gathers on compute, which all ranks call.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from .grid import image_grid, save_png, side_by_side
+from .metrics import GenerativeMetrics
+from .reference import decoded_batches, extract_features, load_or_compute_reference, make_provenance
+from .sampling import generate, nfe_sigmas, rank_seeds, sigma_mid_at
+
+log = logging.getLogger(__name__)
+
+
+class SampleEvalCallback(L.Callback):
+    """Sample, score and log `val/{fid,kid,precision,recall}_{n}nfe` plus a 1|2-NFE sample grid PNG."""
+
+    def __init__(self, every_n_steps: int = 1000, num_samples: int = 500, batch_size: int = 50,
+                 sigma_mid: float | None = None, sigma_mid_index: int = 430, seed: int = 0,
+                 nfe: tuple[int, ...] = (1, 2), num_reference: int = 1000, reference_path: str | None = None,
+                 on_stale: str = "recompute", grid_size: int = 36, kid_subset_size: int = 1000,
+                 inception_path: str | None = None, resize_mode: str = "tf1_bilinear",
+                 at_train_end: bool = True, extractor: nn.Module | None = None):
+        super().__init__()
+        if every_n_steps < 1 or num_samples < 2:
+            raise ValueError(f"need every_n_steps >= 1 and num_samples >= 2, got {every_n_steps}, {num_samples}")
+        self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
+        self.sigma_mid = float(sigma_mid) if sigma_mid is not None else sigma_mid_at(sigma_mid_index)
+        self.seed, self.nfe, self.grid_size = int(seed), tuple(int(n) for n in nfe), int(grid_size)
+        self.num_reference, self.reference_path, self.on_stale = int(num_reference), reference_path, on_stale
+        self.kid_subset_size, self.at_train_end = int(kid_subset_size), bool(at_train_end)
+        self.inception_path, self.resize_mode, self._extractor = inception_path, resize_mode, extractor
+        self.metrics: GenerativeMetrics | None = None
+        self._dir: Path | None = None
+        self._last_step = -1
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _run_dir(self, trainer: L.Trainer) -> Path:
+        # trainer.log_dir broadcasts under DDP: resolve it once, on every rank, in on_fit_start.
+        if self._dir is None:
+            self._dir = Path(trainer.log_dir or trainer.default_root_dir)
+        return self._dir
+
+    def _codec(self, trainer: L.Trainer):
+        codec = getattr(trainer.datamodule, "codec", None)
+        if codec is None:
+            raise RuntimeError("SampleEvalCallback needs trainer.datamodule.codec (a LatentDataModule after setup())")
+        return codec
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.metrics = GenerativeMetrics(self._extractor, kid_subset_size=self.kid_subset_size, seed=self.seed,
+                                         inception_path=self.inception_path,
+                                         resize_mode=self.resize_mode).to(pl_module.device)
+        self._dir, codec = None, self._codec(trainer)
+        run_dir = self._run_dir(trainer)
+        if hasattr(codec, "to"):
+            codec.to(pl_module.device)
+        path = Path(self.reference_path) if self.reference_path else run_dir / "eval" / "reference.pt"
+        dm = trainer.datamodule
+        dataset = f"{type(dm).__name__}:{getattr(dm, 'builtin', None) or getattr(dm, 'root', None)}"
+        expected = make_provenance(dataset, self.num_reference, self.metrics.extractor, "decoded_latents")
+
+        def compute() -> torch.Tensor:
+            batches = decoded_batches(dm.train_dataloader(), codec, pl_module.device)
+            return extract_features(self.metrics.extractor, batches, self.num_reference, device=pl_module.device)
+
+        # Rank 0 computes (or validates) the cache; the others wait, then read it.
+        ref = load_or_compute_reference(path, expected, compute, self.on_stale) if trainer.is_global_zero else None
+        trainer.strategy.barrier("lct_eval_reference")
+        ref = ref or load_or_compute_reference(path, expected, compute, "error")
+        self.metrics.set_reference(ref, trainer.global_rank, trainer.world_size)
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self._log(trainer, self.evaluate(trainer, pl_module))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.at_train_end and trainer.global_step != self._last_step:
+            self._log(trainer, self.evaluate(trainer, pl_module))
+
+    # -- work ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Generate this rank's seeds at each NFE, score, save the grid; returns the metrics (all ranks)."""
+        self._last_step = trainer.global_step
+        codec, shape = self._codec(trainer), self._latent_shape(trainer, pl_module)
+        seeds = rank_seeds(self.seed, self.num_samples, trainer.global_rank, trainer.world_size)
+        sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
+        results, grids = {}, []
+        for nfe in self.nfe:
+            sigmas = nfe_sigmas(nfe, self.sigma_mid)
+            self.metrics.reset_fake()
+            shown = []
+            for _, _, images in generate(sample_fn, seeds, shape, sigmas, self.batch_size, codec.decode, pl_module.device):
+                self.metrics.update(images)
+                shown.append(images[: self.grid_size - sum(len(s) for s in shown)].cpu())
+            scores = self.metrics.compute()
+            for key in ("fid", "kid", "precision", "recall"):
+                results[f"val/{key}_{nfe}nfe"] = scores[key]
+            grids.append(image_grid(torch.cat(shown)))
+        if trainer.is_global_zero:
+            self._save_grid(trainer, side_by_side(grids))
+        return results
+
+    def _latent_shape(self, trainer, pl_module) -> tuple[int, ...]:
+        """(C, H, W) of the latents: from the module if it says, else from one training batch's sample."""
+        shape = getattr(pl_module, "latent_shape", None) or getattr(trainer.datamodule, "latent_shape", None)
+        if shape is None:
+            from .reference import batch_tensor
+            shape = batch_tensor(next(iter(trainer.datamodule.train_dataloader()))).shape[1:]
+        return tuple(int(s) for s in shape)
+
+    def _save_grid(self, trainer: L.Trainer, grid) -> None:
+        path = save_png(grid, self._run_dir(trainer) / "samples" / f"step{trainer.global_step:07d}.png")
+        caption = f"1|2 NFE, sigma_mid={self.sigma_mid:.4f}, step {trainer.global_step}"
+        for logger in trainer.loggers:
+            try:
+                if hasattr(logger, "log_image"):                          # wandb
+                    logger.log_image("val/samples", [grid], step=trainer.global_step, caption=[caption])
+                elif hasattr(getattr(logger, "experiment", None), "add_image"):    # tensorboard
+                    logger.experiment.add_image("val/samples", grid, trainer.global_step, dataformats="HWC")
+            except Exception as err:    # a logger's image API must never kill the training run
+                log.warning("could not log the sample grid to %s: %s", type(logger).__name__, err)
+        log.info("sample grid saved to %s", path)
+
+    def _log(self, trainer, results: dict[str, float]) -> None:
+        # Straight to the loggers: pl_module.log would drop a step that is not a multiple of
+        # log_every_n_steps, and is not allowed in on_train_end. callback_metrics feeds ModelCheckpoint.
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(results, step=trainer.global_step)

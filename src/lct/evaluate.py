@@ -1,0 +1,141 @@
+"""FID / KID / precision / recall of a checkpoint at 1 and 2 NFE (the paper's protocol: 50,000 samples).
+
+    python -m lct.evaluate CKPT --out eval/ [--num-samples 50000] [--search]
+
+Resumable (generated features are saved in chunks under --out/features), reference statistics cached
+(--reference), results as metrics.json plus a markdown row; --search sweeps sigma_mid over indices of
+the 641-point Karras grid for 2 NFE and writes the FID curve (search.json, search.png) and its minimum.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from lct.core.sampling import multistep_sample
+from lct.eval.bundle import load_bundle
+from lct.eval.inception import ENV_VAR, RESIZE_MODES
+from lct.eval.metrics import GenerativeMetrics
+from lct.eval.protocol import file_fingerprint, load_images, sample_features, score
+from lct.eval.reference import (decoded_batches, extract_features, load_or_compute_reference, make_provenance,
+                                tensor_batches)
+from lct.eval.sampling import nfe_sigmas, sigma_mid_at
+from lct.sample import add_sigma_args, resolve_sigma_mid
+
+SEARCH_INDICES = list(range(380, 481, 10))    # brackets the paper's best 420-440
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lct.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default="eval")
+    p.add_argument("--num-samples", type=int, default=50_000)
+    p.add_argument("--nfe", type=int, nargs="+", default=[1, 2], choices=(1, 2))
+    p.add_argument("--reference", default=None, help="reference statistics cache (default OUT/reference.pt)")
+    p.add_argument("--reference-images", default=None,
+                   help="real images (folder, .npz, .npy, .pt); default: decode the checkpoint's training latents")
+    p.add_argument("--num-reference", type=int, default=50_000, help="at most this many real images")
+    p.add_argument("--on-stale", choices=("recompute", "error"), default="recompute")
+    p.add_argument("--search", action="store_true", help="sweep sigma_mid for 2 NFE")
+    p.add_argument("--search-indices", type=int, nargs="+", default=SEARCH_INDICES)
+    p.add_argument("--search-num-samples", type=int, default=None, help="samples per search point (default --num-samples)")
+    p.add_argument("--inception-path", default=None, help=f"FID InceptionV3 TorchScript file (or ${ENV_VAR})")
+    p.add_argument("--resize-mode", choices=RESIZE_MODES, default="tf1_bilinear")
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--chunk-size", type=int, default=1000, help="samples per resumable feature chunk")
+    p.add_argument("--no-progress", action="store_true")
+    add_sigma_args(p)
+    return p.parse_args(argv)
+
+
+def build_reference(args, bundle, metrics: GenerativeMetrics):
+    """Cached reference statistics from --reference-images or from the checkpoint's decoded training latents."""
+    path = Path(args.reference) if args.reference else Path(args.out) / "reference.pt"
+    extractor, progress = metrics.extractor, not args.no_progress
+    if args.reference_images:
+        dataset, source = f"images:{Path(args.reference_images).resolve()}", "images"
+        batches = lambda: tensor_batches(load_images(args.reference_images), args.batch_size)  # noqa: E731
+    else:
+        dm = _datamodule(bundle)
+        dataset, source = f"{type(dm).__name__}:{getattr(dm, 'builtin', None) or getattr(dm, 'root', None)}", "decoded_latents"
+        batches = lambda: decoded_batches(dm.train_dataloader(), bundle.codec, args.device)  # noqa: E731
+    expected = make_provenance(dataset, args.num_reference, extractor, source)
+    compute = lambda: extract_features(extractor, batches(), args.num_reference, progress, args.device)  # noqa: E731
+    return load_or_compute_reference(path, expected, compute, args.on_stale)
+
+
+def _datamodule(bundle):
+    """The training datamodule described by the checkpoint's config (its latents are the real data)."""
+    cfg = getattr(bundle, "cfg", None)
+    if cfg is None or "data" not in cfg:
+        raise ValueError("the checkpoint carries no data config; pass --reference-images or a --reference cache")
+    from hydra.utils import instantiate
+    dm = instantiate(cfg["data"], _recursive_=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def _row(name: str, results: dict) -> str:
+    """One markdown table row: checkpoint | N | FID/KID/P/R per NFE."""
+    cells = [name, str(next(iter(results.values()))["num_fake"])]
+    for tag, r in results.items():
+        cells.append(f"{tag}: FID {r['fid']:.2f}, KID {r['kid']:.4f}, P {r['precision']:.3f}, R {r['recall']:.3f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def _plot_search(curve: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([c["index"] for c in curve], [c["fid"] for c in curve], "o-")
+    ax.set_xlabel("sigma_mid index (641-point Karras grid)")
+    ax.set_ylabel("FID (2 NFE)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
+    metrics = GenerativeMetrics(kid_subset_size=args.kid_subset_size, seed=args.seed,
+                                inception_path=args.inception_path, resize_mode=args.resize_mode).to(args.device)
+    ref = build_reference(args, bundle, metrics)
+    metrics.set_reference(ref, 0, 1)
+    meta = {"checkpoint": file_fingerprint(args.checkpoint), "ema": not args.no_ema}
+    sample_fn = lambda noise, s: multistep_sample(bundle.model, noise, s)  # noqa: E731
+
+    def evaluate(sigmas, n):
+        feats = sample_features(sample_fn, bundle.codec.decode, metrics.extractor, range(args.seed, args.seed + n),
+                                bundle.latent_shape, sigmas, args.batch_size, args.device, out / "features", meta,
+                                args.chunk_size, not args.no_progress)
+        return {**score(metrics, feats), "sigmas": list(sigmas)}
+
+    results = {f"{nfe}nfe": evaluate(nfe_sigmas(nfe, resolve_sigma_mid(args)), args.num_samples) for nfe in args.nfe}
+    report = {"checkpoint": str(args.checkpoint), "ema": not args.no_ema, "seed": args.seed,
+              "reference": ref.provenance, "results": results}
+    if args.search:
+        n = args.search_num_samples or args.num_samples
+        curve = [{"index": i, "sigma_mid": sigma_mid_at(i), **evaluate(nfe_sigmas(2, sigma_mid_at(i)), n)}
+                 for i in args.search_indices]
+        best = min(curve, key=lambda c: c["fid"])
+        report["search"] = {"num_samples": n, "curve": curve, "best": best}
+        (out / "search.json").write_text(json.dumps(report["search"], indent=2))
+        _plot_search(curve, out / "search.png")
+        print(f"sigma_mid search: best FID {best['fid']:.3f} at index {best['index']} (sigma {best['sigma_mid']:.4f})")
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    row = _row(Path(args.checkpoint).name, results)
+    (out / "results.md").write_text(row + "\n")
+    print(row)
+    print(f"wrote {out / 'metrics.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""ADM UNet as re-implemented in EDM ("DhariwalUNet"; Dhariwal & Nichol 2021, Karras et al. 2022 App. F),
+the paper's backbone (§5.1), with the norm as an ablation axis (Table 2(d)); written from its description.
+
+Paper configuration on a 4x32x32 latent: 128 channels, multipliers (1, 2, 3, 4), 4 residual blocks per
+level (5 in the decoder), attention at 16x16 and 8x8 with 64 channels per head, dropout 0.
+Parameters: 151,325,956 with GroupNorm everywhere; with NsLN everywhere 165,468,676 of which
+158,355,972 are trainable (the frozen NsLN scales are the rest).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import (batch_noise_labels, check_input, conv, linear, resample, sinusoidal_embedding,
+                     valid_resolutions)
+from .norms import NORMS, make_norm
+
+
+#----------------------------------------------------------------------------
+# Multi-head self-attention over the H*W positions, softmax in fp32 (EDM keeps it out of fp16/bf16).
+
+class SpatialAttention(nn.Module):
+    """Pre-norm attention with a zero-initialized output projection, residual added by the caller."""
+
+    def __init__(self, channels: int, resolution: int, channels_per_head: int, norm: str):
+        super().__init__()
+        self.heads = max(1, channels // channels_per_head)
+        self.norm = make_norm(norm, channels, resolution)
+        self.qkv = conv(channels, 3 * channels, 1)
+        self.proj = conv(channels, channels, 1, zero=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x))  # (B, 3C, H, W)
+        qkv = qkv.reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)  # (B, 3, nh, HW, d)
+        with torch.autocast(x.device.type, enabled=False):
+            q, k, v = qkv.float().unbind(1)  # 3 x (B, nh, HW, d)
+            a = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, d), 1/sqrt(d) scaling
+        a = a.to(x.dtype).transpose(-1, -2).reshape(b, c, h, w)  # (B, C, H, W)
+        return self.proj(a)  # (B, C, H, W)
+
+
+#----------------------------------------------------------------------------
+# Residual block: norm0 -> SiLU -> [resample] -> conv0; norm1 modulated by the noise embedding as
+# x*(1+scale)+shift -> SiLU -> dropout -> conv1 (zero); skip = [resample] -> 1x1 conv if widths differ.
+
+class UNetBlock(nn.Module):
+    """ADM residual block at output size `resolution`, optionally resampling and with attention."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_ch: int, resolution: int, *, norm: str,
+                 resample_mode: str | None = None, attention: bool = False, channels_per_head: int = 64,
+                 dropout: float = 0.0):
+        super().__init__()
+        # Layer-type norms are sized by the tensor they see: before a 'down' conv it is 2x larger.
+        in_res = {"down": resolution * 2, "up": resolution // 2}.get(resample_mode, resolution)
+        self.resample_mode = resample_mode
+        self.norm0 = make_norm(norm, in_ch, in_res)
+        self.conv0 = conv(in_ch, out_ch, 3)
+        self.affine = linear(emb_ch, 2 * out_ch)
+        self.norm1 = make_norm(norm, out_ch, resolution)
+        self.dropout = nn.Dropout(dropout)
+        self.conv1 = conv(out_ch, out_ch, 3, zero=True)
+        self.skip = conv(in_ch, out_ch, 1) if in_ch != out_ch else None
+        self.attn = SpatialAttention(out_ch, resolution, channels_per_head, norm) if attention else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = resample(F.silu(self.norm0(x)), self.resample_mode)  # (B, Cin, H, W) at output size
+        h = self.conv0(h)  # (B, Cout, H, W)
+        scale, shift = self.affine(emb)[:, :, None, None].to(h.dtype).chunk(2, dim=1)  # 2 x (B, Cout, 1, 1)
+        h = F.silu(torch.addcmul(shift, self.norm1(h), scale + 1))  # (B, Cout, H, W)
+        h = self.conv1(self.dropout(h))  # (B, Cout, H, W)
+        x = resample(x, self.resample_mode)  # (B, Cin, H, W)
+        x = h + (self.skip(x) if self.skip is not None else x)  # (B, Cout, H, W)
+        if self.attn is not None:
+            x = x + self.attn(x)  # (B, Cout, H, W)
+        return x
+
+
+#----------------------------------------------------------------------------
+
+class ADMUNet(nn.Module):
+    """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W): EDM's DhariwalUNet with a selectable norm."""
+
+    def __init__(self, in_channels: int = 4, resolution: int = 32, model_channels: int = 128,
+                 channel_mult: Sequence[int] = (1, 2, 3, 4), num_blocks: int = 4,
+                 attn_resolutions: Sequence[int] | None = (16, 8), channels_per_head: int = 64,
+                 emb_mult: int = 4, dropout: float = 0.0, norm: str = "nsln", out_norm: str | None = None):
+        super().__init__()
+        channel_mult = tuple(channel_mult)
+        _validate(in_channels, resolution, channel_mult, norm, out_norm)
+        self.in_channels, self.resolution = in_channels, resolution
+        levels = [resolution >> i for i in range(len(channel_mult))]
+        # None: attention only at the lowest resolution, which keeps small variants size-agnostic.
+        attn = set(levels[-1:] if attn_resolutions is None else attn_resolutions)
+        emb_ch = model_channels * emb_mult
+        self.emb_dim = model_channels
+        self.map0, self.map1 = linear(model_channels, emb_ch), linear(emb_ch, emb_ch)
+        kw = dict(emb_ch=emb_ch, norm=norm, channels_per_head=channels_per_head, dropout=dropout)
+
+        self.enc = nn.ModuleList()
+        widths = []  # width of every encoder output, consumed as decoder skips (last first)
+        cout = in_channels
+        for level, (res, mult) in enumerate(zip(levels, channel_mult)):
+            if level == 0:
+                cout = model_channels * mult
+                self.enc.append(conv(in_channels, cout, 3))
+            else:
+                self.enc.append(UNetBlock(cout, cout, resolution=res, resample_mode="down", **kw))
+            widths.append(cout)
+            for _ in range(num_blocks):
+                cin, cout = cout, model_channels * mult
+                self.enc.append(UNetBlock(cin, cout, resolution=res, attention=res in attn, **kw))
+                widths.append(cout)
+
+        self.dec = nn.ModuleList()
+        self.dec_takes_skip = []
+        for level in reversed(range(len(channel_mult))):
+            res, mult = levels[level], channel_mult[level]
+            if level == len(channel_mult) - 1:
+                # EDM layout: the decoder opens at the lowest level with an attention block and a plain one.
+                self._add_dec(UNetBlock(cout, cout, resolution=res, attention=True, **kw), False)
+                self._add_dec(UNetBlock(cout, cout, resolution=res, **kw), False)
+            else:
+                self._add_dec(UNetBlock(cout, cout, resolution=res, resample_mode="up", **kw), False)
+            for _ in range(num_blocks + 1):
+                cin, cout = cout + widths.pop(), model_channels * mult
+                self._add_dec(UNetBlock(cin, cout, resolution=res, attention=res in attn, **kw), True)
+        self.out_norm = make_norm(out_norm or norm, cout, resolution)
+        self.out_conv = conv(cout, in_channels, 3, zero=True)
+
+    def _add_dec(self, block: UNetBlock, takes_skip: bool) -> None:
+        self.dec.append(block)
+        self.dec_takes_skip.append(takes_skip)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, self.resolution)
+        c = batch_noise_labels(c_noise, x)  # (B,)
+        emb = sinusoidal_embedding(c, self.emb_dim).to(x.dtype)  # (B, mc)
+        emb = F.silu(self.map1(F.silu(self.map0(emb))))  # (B, E)
+        skips = []
+        for layer in self.enc:
+            x = layer(x, emb) if isinstance(layer, UNetBlock) else layer(x)  # (B, C_l, H_l, W_l)
+            skips.append(x)
+        for block, takes_skip in zip(self.dec, self.dec_takes_skip):
+            if takes_skip:
+                x = torch.cat([x, skips.pop()], dim=1)  # (B, C + C_skip, H_l, W_l)
+            x = block(x, emb)  # (B, C_l, H_l, W_l)
+        return self.out_conv(F.silu(self.out_norm(x)))  # (B, C, H, W)
+
+
+def _validate(in_channels: int, resolution: int, channel_mult: tuple, norm: str, out_norm) -> None:
+    """ValueError with the sizes that would work, before any layer is built."""
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    if not channel_mult:
+        raise ValueError("channel_mult must list at least one level")
+    factor = 2 ** (len(channel_mult) - 1)
+    if not isinstance(resolution, int) or resolution < factor or resolution % factor:
+        raise ValueError(f"this UNet downsamples {len(channel_mult) - 1} times, so the latent resolution "
+                         f"must be a multiple of {factor} (e.g. {valid_resolutions(factor)}); got {resolution!r}")
+    for name in (norm, out_norm or norm):
+        if name not in NORMS:
+            raise ValueError(f"unknown norm {name!r}; choose one of {', '.join(NORMS)}")
+
+
+#----------------------------------------------------------------------------
+# Named configurations.
+
+def unet_paper(in_channels: int = 4, resolution: int = 32, norm: str = "nsln", **overrides) -> ADMUNet:
+    """The paper's UNet: ADM at 128 channels, (1,2,3,4), 4 blocks, attention at 16 and 8, NsLN everywhere."""
+    return ADMUNet(in_channels, resolution, norm=norm, **overrides)
+
+
+def unet_tiny(in_channels: int = 4, resolution: int = 8, norm: str = "groupnorm", **overrides) -> ADMUNet:
+    """CPU-sized variant (1.9M params): 32 channels, (1, 2, 2), 2 blocks, attention at the lowest level."""
+    kw = dict(model_channels=32, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=None)
+    return ADMUNet(in_channels, resolution, norm=norm, **{**kw, **overrides})

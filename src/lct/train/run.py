@@ -1,0 +1,70 @@
+"""Build the run from a composed Hydra config and fit it."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lct.train.callbacks import AtomicCheckpointIO
+from lct.train.module import ConsistencyModule
+
+log = logging.getLogger(__name__)
+
+
+def total_steps(cfg: DictConfig, num_items: int) -> int:
+    """K: trainer.max_steps when set, else epochs x floor(num_items / global batch) (the authors' K)."""
+    if cfg.trainer.max_steps and cfg.trainer.max_steps > 0:
+        return int(cfg.trainer.max_steps)
+    epochs = cfg.data.get("epochs")
+    if not epochs:
+        raise ValueError("set trainer.max_steps or data.epochs: the curriculum N(k) needs the total steps K")
+    return int(epochs) * (num_items // int(cfg.data.batch_size))
+
+
+def resolve_ckpt(cfg: DictConfig) -> str | None:
+    """ckpt_path=auto resumes from <run dir>/checkpoints/last.ckpt if a previous attempt left one."""
+    if cfg.ckpt_path != "auto":
+        return cfg.ckpt_path
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def build(cfg: DictConfig):
+    """(module, datamodule, trainer, ckpt_path) from the composed config."""
+    L.seed_everything(cfg.seed, workers=True)
+    if "spawn" in str(cfg.trainer.get("strategy", "")):
+        # Spawned ranks receive the module's tensors through shared memory; the default file-descriptor
+        # passing fails for large storages in some sandboxes (gVisor: "unable to resize file").
+        torch.multiprocessing.set_sharing_strategy("file_system")
+    datamodule = instantiate(cfg.data, _recursive_=False)
+    datamodule.prepare_data()
+    K = total_steps(cfg, datamodule.num_items)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["latent_shape"] = list(datamodule.latent_shape)
+    module = ConsistencyModule(
+        backbone=instantiate(cfg.backbone, _convert_="all"), optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        method=resolved["method"], ema=resolved["ema"], target=resolved["target"], total_steps=K,
+        seed=cfg.seed, log_every=cfg.log_every, max_nonfinite=cfg.max_nonfinite, run_config=resolved)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
+                          max_steps=K)
+    return module, datamodule, trainer, resolve_ckpt(cfg)
+
+
+def train(cfg: DictConfig) -> Path:
+    """Fit and return the run directory."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
+    module, datamodule, trainer, ckpt = build(cfg)
+    if ckpt:
+        log.info("resuming from %s", ckpt)
+    torch.set_float32_matmul_precision("high")    # TF32 on Ampere+, as the authors' runs
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    log.info("run directory: %s", out)
+    return out
