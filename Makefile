@@ -7,6 +7,8 @@ BIN     := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
+# 2 cores: OpenMP threads that spin-wait stall each other whenever anything else runs (see benchmarks/).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test test-slow bench clean
 
@@ -31,6 +33,7 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -107,3 +107,18 @@ def test_atomic_checkpoint_never_leaves_a_partial_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"a": torch.zeros(3)}, path)
     assert torch.load(path)["a"].sum() == 3 and list(tmp_path.iterdir()) == [path]
+
+
+def test_tiny_batches_still_give_a_finite_loss(tmp_path):
+    """Batch 2: OT over two samples, an (almost surely) empty diffusion tail -- the loss stays finite."""
+    module = fit(compose_cfg(tmp_path, ["experiment=slct", "trainer.max_steps=2", "data.batch_size=2"]))
+    assert module.nonfinite_total == 0 and module.global_step == 2
+
+
+def test_missing_latents_name_the_encode_command(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "lct.train", "data=celebahq256", f"data.root={tmp_path}/none",
+                          f"hydra.run.dir={tmp_path}/run"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "lct.encode" in out.stderr + out.stdout and "Traceback" not in out.stderr

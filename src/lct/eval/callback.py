@@ -22,7 +22,82 @@ from .sampling import generate, nfe_sigmas, rank_seeds, sigma_mid_at
 log = logging.getLogger(__name__)
 
 
-class SampleEvalCallback(L.Callback):
+class SampleGridCallback(L.Callback):
+    """Every k steps and at the end: a fixed-seed grid of EMA samples at 1 and 2 NFE, decoded, saved as PNG
+    under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features."""
+
+    def __init__(self, every_n_steps: int = 500, grid_size: int = 64, sigma_mid: float | None = None,
+                 sigma_mid_index: int = 430, seed: int = 0, nfe: tuple[int, ...] = (1, 2),
+                 at_train_end: bool = True):
+        super().__init__()
+        if every_n_steps < 1:
+            raise ValueError(f"need every_n_steps >= 1, got {every_n_steps}")
+        self.every_n_steps, self.grid_size, self.seed = int(every_n_steps), int(grid_size), int(seed)
+        self.sigma_mid = float(sigma_mid) if sigma_mid is not None else sigma_mid_at(sigma_mid_index)
+        self.nfe, self.at_train_end = tuple(int(n) for n in nfe), bool(at_train_end)
+        self._dir: Path | None = None
+        self._last_step = -1
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._dir = None
+        self._run_dir(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.run(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.at_train_end and trainer.global_step != self._last_step:
+            self.run(trainer, pl_module)
+
+    @torch.no_grad()
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the grid (rank 0; a run without a codec, e.g. synthetic latents, has nothing to show)."""
+        self._last_step = trainer.global_step
+        codec = getattr(trainer.datamodule, "codec", None)
+        if codec is None or not trainer.is_global_zero:
+            return
+        if hasattr(codec, "to"):
+            codec.to(pl_module.device)
+        shape = self._latent_shape(trainer, pl_module)
+        sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
+        seeds = list(range(self.seed, self.seed + self.grid_size))
+        grids = [image_grid(torch.cat([img.cpu() for _, _, img in generate(
+            sample_fn, seeds, shape, nfe_sigmas(n, self.sigma_mid), 256, codec.decode, pl_module.device)]))
+            for n in self.nfe]
+        self._save_grid(trainer, side_by_side(grids))
+
+    def _run_dir(self, trainer: L.Trainer) -> Path:
+        # The run directory (lct.train sets default_root_dir to Hydra's output dir), not a logger's
+        # versioned subfolder: samples/ and eval/ sit beside checkpoints/.
+        if self._dir is None:
+            self._dir = Path(trainer.default_root_dir)
+        return self._dir
+
+    def _latent_shape(self, trainer, pl_module) -> tuple[int, ...]:
+        """(C, H, W) of the latents: from the module if it says, else from one training batch's sample."""
+        shape = getattr(pl_module, "latent_shape", None) or getattr(trainer.datamodule, "latent_shape", None)
+        if shape is None:
+            from .reference import batch_tensor
+            shape = batch_tensor(next(iter(trainer.datamodule.train_dataloader()))).shape[1:]
+        return tuple(int(s) for s in shape)
+
+    def _save_grid(self, trainer: L.Trainer, grid) -> None:
+        path = save_png(grid, self._run_dir(trainer) / "samples" / f"step{trainer.global_step:07d}.png")
+        caption = f"1|2 NFE, sigma_mid={self.sigma_mid:.4f}, step {trainer.global_step}"
+        for logger in trainer.loggers:
+            try:
+                if hasattr(logger, "log_image"):                          # wandb
+                    logger.log_image("val/samples", [grid], step=trainer.global_step, caption=[caption])
+                elif hasattr(getattr(logger, "experiment", None), "add_image"):    # tensorboard
+                    logger.experiment.add_image("val/samples", grid, trainer.global_step, dataformats="HWC")
+            except Exception as err:    # a logger's image API must never kill the training run
+                log.warning("could not log the sample grid to %s: %s", type(logger).__name__, err)
+        log.info("sample grid saved to %s", path)
+
+
+class SampleEvalCallback(SampleGridCallback):
     """Sample, score and log `val/{fid,kid,precision,recall}_{n}nfe` plus a 1|2-NFE sample grid PNG."""
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 500, batch_size: int = 50,
@@ -31,26 +106,16 @@ class SampleEvalCallback(L.Callback):
                  on_stale: str = "recompute", grid_size: int = 36, kid_subset_size: int = 1000,
                  inception_path: str | None = None, resize_mode: str = "tf1_bilinear",
                  at_train_end: bool = True, extractor: nn.Module | None = None):
-        super().__init__()
-        if every_n_steps < 1 or num_samples < 2:
-            raise ValueError(f"need every_n_steps >= 1 and num_samples >= 2, got {every_n_steps}, {num_samples}")
-        self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
-        self.sigma_mid = float(sigma_mid) if sigma_mid is not None else sigma_mid_at(sigma_mid_index)
-        self.seed, self.nfe, self.grid_size = int(seed), tuple(int(n) for n in nfe), int(grid_size)
+        super().__init__(every_n_steps, grid_size, sigma_mid, sigma_mid_index, seed, nfe, at_train_end)
+        if num_samples < 2:
+            raise ValueError(f"need num_samples >= 2, got {num_samples}")
+        self.num_samples, self.batch_size = int(num_samples), int(batch_size)
         self.num_reference, self.reference_path, self.on_stale = int(num_reference), reference_path, on_stale
-        self.kid_subset_size, self.at_train_end = int(kid_subset_size), bool(at_train_end)
+        self.kid_subset_size = int(kid_subset_size)
         self.inception_path, self.resize_mode, self._extractor = inception_path, resize_mode, extractor
         self.metrics: GenerativeMetrics | None = None
-        self._dir: Path | None = None
-        self._last_step = -1
 
     # -- setup ---------------------------------------------------------------------------------
-
-    def _run_dir(self, trainer: L.Trainer) -> Path:
-        # trainer.log_dir broadcasts under DDP: resolve it once, on every rank, in on_fit_start.
-        if self._dir is None:
-            self._dir = Path(trainer.log_dir or trainer.default_root_dir)
-        return self._dir
 
     def _codec(self, trainer: L.Trainer):
         codec = getattr(trainer.datamodule, "codec", None)
@@ -116,27 +181,6 @@ class SampleEvalCallback(L.Callback):
         if trainer.is_global_zero:
             self._save_grid(trainer, side_by_side(grids))
         return results
-
-    def _latent_shape(self, trainer, pl_module) -> tuple[int, ...]:
-        """(C, H, W) of the latents: from the module if it says, else from one training batch's sample."""
-        shape = getattr(pl_module, "latent_shape", None) or getattr(trainer.datamodule, "latent_shape", None)
-        if shape is None:
-            from .reference import batch_tensor
-            shape = batch_tensor(next(iter(trainer.datamodule.train_dataloader()))).shape[1:]
-        return tuple(int(s) for s in shape)
-
-    def _save_grid(self, trainer: L.Trainer, grid) -> None:
-        path = save_png(grid, self._run_dir(trainer) / "samples" / f"step{trainer.global_step:07d}.png")
-        caption = f"1|2 NFE, sigma_mid={self.sigma_mid:.4f}, step {trainer.global_step}"
-        for logger in trainer.loggers:
-            try:
-                if hasattr(logger, "log_image"):                          # wandb
-                    logger.log_image("val/samples", [grid], step=trainer.global_step, caption=[caption])
-                elif hasattr(getattr(logger, "experiment", None), "add_image"):    # tensorboard
-                    logger.experiment.add_image("val/samples", grid, trainer.global_step, dataformats="HWC")
-            except Exception as err:    # a logger's image API must never kill the training run
-                log.warning("could not log the sample grid to %s: %s", type(logger).__name__, err)
-        log.info("sample grid saved to %s", path)
 
     def _log(self, trainer, results: dict[str, float]) -> None:
         # Straight to the loggers: pl_module.log would drop a step that is not a multiple of

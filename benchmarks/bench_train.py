@@ -1,0 +1,125 @@
+"""Training-step cost: ConsistencyModule under Lightning vs a plain PyTorch loop of the same math.
+
+Both paths build the same backbone from the same Hydra config, run the same lct.core loss (OT coupling,
+composite loss, EMA update) on the same data, and are timed after a warm-up. Prints one JSON line each.
+
+  .venv/bin/python benchmarks/bench_train.py                      # CPU, built-in defaults, both paths
+  python benchmarks/bench_train.py --device cuda --steps 200 --warmup 20 \
+      --data synthetic --overrides experiment=slct backbone=unet_paper data.latent_resolution=32 data.batch_size=128
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def lightning_run(cfg, steps: int, warmup: int, device: str) -> dict:
+    """Steps/s of trainer.fit between step `warmup` and the end."""
+    import lightning as L
+    from lct.train.run import build
+
+    marks = {}
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step in (warmup, steps):
+                _sync(device)
+                marks[trainer.global_step] = time.perf_counter()
+
+    module, dm, trainer, _ = build(cfg)
+    trainer.callbacks.append(Clock())
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    trainer.fit(module, datamodule=dm)
+    return {"path": "lightning", "s_per_step": (marks[steps] - marks[warmup]) / (steps - warmup),
+            **_memory(device)}
+
+
+def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
+    """The same step written as a bare loop (no Lightning): the reference for the framework's overhead."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from lct import core
+    m = OmegaConf.to_container(cfg.method, resolve=True)
+    dm = instantiate(cfg.data, _recursive_=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    f = core.ConsistencyFunction(instantiate(cfg.backbone, _convert_="all")).to(device)
+    ema = [p.detach().clone() for p in f.parameters()]
+    opt = instantiate(cfg.optimizer, _convert_="all")(params=[p for p in f.parameters() if p.requires_grad])
+    K, dim = cfg.trainer.max_steps, int(torch.tensor(dm.latent_shape).prod())
+    c_sched = core.make_c_schedule(**{"name": m["c"]["schedule"], "dim": dim,
+                                      **{k: v for k, v in m["c"].items() if k != "schedule"}})
+    gen_idx, gen_noise = torch.Generator().manual_seed(0), torch.Generator(device).manual_seed(1)
+    loader = iter(dm.train_dataloader())
+    use_amp = "bf16" in str(cfg.trainer.precision)
+    for step in range(steps):
+        if step == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        x0 = next(loader).to(device, non_blocking=True)
+        n = core.num_scales(step, K, m["curriculum"]["s0"], m["curriculum"]["s1"])
+        sigmas = core.karras_sigmas(n)
+        idx = core.sample_indices(core.lognormal_index_probs(sigmas), x0.shape[0], gen_idx)
+        noise = torch.randn(x0.shape, generator=gen_noise, device=device)
+        if m["coupling"]["method"] != "none":
+            noise = core.ot_pair(x0, noise, m["coupling"]["method"])
+        with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=use_amp):
+            terms = core.lct_loss(f, f, x0, noise, sigmas[idx].to(x0), sigmas[idx + 1].to(x0), idx.to(device), n,
+                                  m["metric"], c_sched(n), m["diffusion"]["weight"], m["diffusion"]["ratio"])
+        opt.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        opt.step()
+        core.ema_update(ema, f.parameters(), core.ema_decay(step, cfg.ema.decays[0], cfg.ema.warmup))
+    _sync(device)
+    return {"path": "plain", "s_per_step": (time.perf_counter() - t0) / (steps - warmup), **_memory(device)}
+
+
+def _memory(device: str) -> dict:
+    if not device.startswith("cuda"):
+        return {}
+    return {"peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30, "gpu": torch.cuda.get_device_name()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--paths", nargs="+", default=["plain", "lightning"])
+    ap.add_argument("--data", default="mnist")
+    ap.add_argument("--overrides", nargs="*", default=[])
+    args = ap.parse_args()
+    from train_utils import compose_cfg
+    accel = ["trainer=gpu", "trainer.devices=1"] if args.device.startswith("cuda") else []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_cfg(tmp, [*accel, f"trainer.max_steps={args.steps}", "~callbacks.sample_grid",
+                                "~callbacks.checkpoint", "~callbacks.final_checkpoint", *args.overrides],
+                          data=args.data)
+        for path in args.paths:
+            torch.manual_seed(0)
+            fn = lightning_run if path == "lightning" else plain_run
+            result = fn(cfg, args.steps, args.warmup, args.device)
+            result.update(batch=int(cfg.data.batch_size), backbone=cfg.backbone._target_,
+                          overrides=args.overrides, torch=torch.__version__, threads=torch.get_num_threads())
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
