@@ -52,10 +52,9 @@ def test_callback_logs_metrics_and_grid(tmp_path):
     # step 2 in the loop and step 3 at the end, each at 1 and 2 NFE in batches of 4 + 2
     assert [c[0] for c in module.generate_calls] == [4, 2] * 4 and all(c[2] for c in module.generate_calls)
     assert module.generate_calls[2][1][1] == cb.sigma_mid and 0.43 < cb.sigma_mid < 0.45
-    run_dir = trainer.log_dir
-    assert sorted(p.name for p in (tmp_path / "lightning_logs" / "version_0" / "samples").iterdir()) == \
-        ["step0000002.png", "step0000003.png"], run_dir
-    ref = load_reference(tmp_path / "lightning_logs" / "version_0" / "eval" / "reference.pt")
+    # samples/ and eval/ sit in the run directory (default_root_dir), beside checkpoints/.
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step0000002.png", "step0000003.png"]
+    ref = load_reference(tmp_path / "eval" / "reference.pt")
     assert ref.count == 12 and ref.provenance["dataset"] == "TinyData:tiny-latents"
     metrics_csv = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     assert "val/fid_1nfe" in metrics_csv and "val/recall_2nfe" in metrics_csv

@@ -37,11 +37,13 @@ def test_method_axes_reach_the_module(tmp_path):
 
 
 def test_paper_scale_configs_keep_paper_values(tmp_path):
-    cfg = compose_cfg(tmp_path, ["experiment=slct", "curriculum=paper", "ema=paper", "backbone=unet_paper"])
+    cfg = compose_cfg(tmp_path, ["experiment=slct", "scale=paper", "backbone=unet_paper"])
     assert (cfg.method.curriculum.s0, cfg.method.curriculum.s1) == (10, 640)
     assert list(cfg.ema.decays) == [0.99993] and not cfg.ema.warmup
     assert cfg.optimizer._target_ == "torch.optim.RAdam" and cfg.optimizer.lr == 1e-4
     assert cfg.optimizer.weight_decay == 1e-4 and cfg.optimizer.eps == 1e-8
+    cpu = compose_cfg(tmp_path, ["experiment=slct"])
+    assert cpu.optimizer.lr == 1e-3 and cpu.method.curriculum.s1 == 160 and cpu.ema.warmup
 
 
 def test_config_typos_fail_at_compose_time_naming_the_key(tmp_path):
