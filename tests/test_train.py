@@ -124,3 +124,18 @@ def test_missing_latents_name_the_encode_command(tmp_path):
                           f"hydra.run.dir={tmp_path}/run"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "lct.encode" in out.stderr + out.stdout and "Traceback" not in out.stderr
+
+
+def test_multirun_gives_each_job_its_own_directory(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "lct.train", "-m", "experiment=ilct,slct", "data=synthetic",
+                          "trainer.max_steps=1", "logger=none", "trainer.enable_progress_bar=false",
+                          "~callbacks.progress", f"hydra.sweep.dir={tmp_path}/sweep"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert len(jobs) == 2 and jobs[0].startswith("0_") and "experiment=ilct" in jobs[0]
+    for job in jobs:
+        assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").is_file()
+        assert (tmp_path / "sweep" / job / "config_resolved.yaml").is_file()
