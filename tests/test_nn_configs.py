@@ -12,7 +12,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 BACKBONES = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml"))
 NORMS = sorted(p.stem for p in (CONF / "norm").glob("*.yaml"))
 SMALL = {"unet_tiny", "dit_tiny"}
-REGISTRY = {"unet_paper": "unet_paper", "unet_paper_gn": "unet_paper_gn", "unet_tiny": "unet_tiny",
+REGISTRY = {"unet_paper": "unet_paper_gn", "unet_tiny": "unet_tiny",
             "dit_tiny": "dit_tiny"}
 
 
@@ -36,7 +36,7 @@ def _count(model):
 
 
 def test_the_configs_exist():
-    assert {"unet_paper", "unet_paper_gn", "unet_tiny", "dit_tiny", "dit_S_2", "dit_B_2", "dit_L_2",
+    assert {"unet_paper", "unet_tiny", "dit_tiny", "dit_S_2", "dit_B_2", "dit_L_2",
             "dit_XL_2"} <= set(BACKBONES)
     assert set(NORMS) == {"groupnorm", "instancenorm", "layernorm", "rmsnorm", "nsln"}
 
