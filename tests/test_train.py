@@ -30,7 +30,7 @@ def test_method_axes_reach_the_module(tmp_path):
     cfg = compose_cfg(tmp_path, ["experiment=slct"])
     assert cfg.method.metric == "cauchy" and cfg.method.c.schedule == "adaptive"
     assert cfg.method.diffusion.weight == 5.0 and cfg.method.coupling.method == "exact"
-    assert cfg.backbone.norm == "nsln"
+    assert cfg.backbone.norm == "nsln" and cfg.experiment_name == "slct"     # names the run directory
     ilct = compose_cfg(tmp_path, ["experiment=ilct"])
     assert ilct.method.metric == "pseudo_huber" and ilct.method.diffusion.weight == 0.0
     assert ilct.method.coupling.method == "none" and ilct.backbone.norm == "groupnorm"
