@@ -24,7 +24,7 @@ class ConsistencyModule(L.LightningModule):
     """Student (preconditioning + backbone), stop-grad or EMA target, evaluation EMAs, the composite loss."""
 
     def __init__(self, backbone: nn.Module, optimizer, method: dict, ema: dict, target: dict,
-                 total_steps: int, seed: int = 0, log_every: int = 25, max_nonfinite: int = 20,
+                 total_steps: int, latent_shape, seed: int = 0, log_every: int = 25, max_nonfinite: int = 20,
                  run_config: dict | None = None):
         super().__init__()
         self.method, self.ema_cfg, self.target_cfg = method, ema, target
@@ -35,7 +35,9 @@ class ConsistencyModule(L.LightningModule):
         self.target_net = self._frozen_copy() if target["kind"] == "ema" else None
         self.optimizer_factory, self.total_steps, self.seed = optimizer, int(total_steps), int(seed)
         self.log_every, self.max_nonfinite, self.run_config = log_every, max_nonfinite, run_config or {}
-        self.c_schedule = None       # built in setup(), once the latent dimension D is known
+        dim = int(torch.tensor(list(latent_shape)).prod())          # D = C*H*W (iCT's c = 0.00054 sqrt(D))
+        c = dict(method["c"])
+        self.c_schedule = core.make_c_schedule(c.pop("schedule"), dim, **c)
         self.nonfinite_run = self.nonfinite_total = 0
         self._gen_idx = torch.Generator().manual_seed(self.seed)   # same on every rank: global draws
         self._gen_noise: torch.Generator | None = None
@@ -58,12 +60,6 @@ class ConsistencyModule(L.LightningModule):
     def n_scales(self, step: int) -> int:
         cur = self.method["curriculum"]
         return core.num_scales(step, self.total_steps, cur["s0"], cur["s1"])
-
-    def setup(self, stage: str) -> None:
-        if self.c_schedule is None:
-            dim = int(torch.tensor(self.run_config.get("latent_shape", [4, 32, 32])).prod())
-            c = dict(self.method["c"])
-            self.c_schedule = core.make_c_schedule(c.pop("schedule"), dim, **c)
 
     # ---------------------------------------------------------------- the step
 
@@ -204,7 +200,6 @@ class ConsistencyModule(L.LightningModule):
             self._pending_noise_state = state["gen_noise"]
             torch.set_rng_state(state["torch_rng"])
         if state.get("c_schedule") is not None:
-            self.setup("fit")
             self.c_schedule.load_state_dict(state["c_schedule"])
 
     def on_train_start(self) -> None:

@@ -48,7 +48,8 @@ def build(cfg: DictConfig):
     module = ConsistencyModule(
         backbone=instantiate(cfg.backbone, _convert_="all"), optimizer=instantiate(cfg.optimizer, _convert_="all"),
         method=resolved["method"], ema=resolved["ema"], target=resolved["target"], total_steps=K,
-        seed=cfg.seed, log_every=cfg.log_every, max_nonfinite=cfg.max_nonfinite, run_config=resolved)
+        latent_shape=datamodule.latent_shape, seed=cfg.seed, log_every=cfg.log_every,
+        max_nonfinite=cfg.max_nonfinite, run_config=resolved)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
