@@ -35,6 +35,18 @@ class Bundle:
         return self._codec
 
 
+def ema_key(decay: float) -> str:
+    """Key of an evaluation EMA in the module and its checkpoint ('0.99993' -> '0_99993': no dots in keys)."""
+    return f"{decay}".replace(".", "_")
+
+
+def selected_ema(ema: bool | float, decays) -> str | None:
+    """Key of the EMA that `ema` names (True: the first decay; a decay: that one); None means the student."""
+    if ema is False or not decays:
+        return None
+    return ema_key(decays[0] if ema is True else ema)
+
+
 def _read(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -46,11 +58,8 @@ def _read(path) -> dict:
 
 
 def _pick_weights(state: dict, ema, decays) -> tuple[str, dict]:
-    if ema is False or not decays:
-        prefix, name = "student.", "student"
-    else:
-        key = f"{decays[0] if ema is True else ema}".replace(".", "_")
-        prefix, name = f"emas.{key}.", f"ema_{key}"
+    key = selected_ema(ema, decays)
+    prefix, name = ("student.", "student") if key is None else (f"emas.{key}.", f"ema_{key}")
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:
         raise ValueError(f"checkpoint has no weights under {prefix!r}; EMA decays saved: {decays}")

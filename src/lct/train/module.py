@@ -11,13 +11,9 @@ import torch
 from torch import nn
 
 from lct import core
+from lct.checkpoint import ema_key, selected_ema
 
 log = logging.getLogger(__name__)
-
-
-def ema_key(decay: float) -> str:
-    """ModuleDict key of an evaluation EMA ('0.99993' -> '0_99993'; dots are not allowed in keys)."""
-    return f"{decay}".replace(".", "_")
 
 
 class ConsistencyModule(L.LightningModule):
@@ -41,6 +37,7 @@ class ConsistencyModule(L.LightningModule):
         self.nonfinite_run = self.nonfinite_total = 0
         self._gen_idx = torch.Generator().manual_seed(self.seed)   # same on every rank: global draws
         self._gen_noise: torch.Generator | None = None
+        self._pending_noise_state: torch.Tensor | None = None   # restored once the module is on its device
         self._skipped, self._t_last, self._step = False, None, 0
 
     def _frozen_copy(self) -> nn.Module:
@@ -174,9 +171,8 @@ class ConsistencyModule(L.LightningModule):
     @torch.no_grad()
     def generate(self, noise: torch.Tensor, sigmas, ema: bool | float = True, generator=None) -> torch.Tensor:
         """x0 latents from `noise` (B,C,H,W) through the sigmas (1 NFE: [sigma_max]) with an EMA or the student."""
-        decays = self.ema_cfg["decays"]
-        net = self.student if ema is False or not decays else \
-            self.emas[ema_key(decays[0] if ema is True else ema)]
+        key = selected_ema(ema, self.ema_cfg["decays"])
+        net = self.student if key is None else self.emas[key]
         was_training = net.training
         net.eval()
         try:
@@ -203,7 +199,6 @@ class ConsistencyModule(L.LightningModule):
             self.c_schedule.load_state_dict(state["c_schedule"])
 
     def on_train_start(self) -> None:
-        pending = getattr(self, "_pending_noise_state", None)
-        if pending is not None:          # the device generator exists only once the module is on its device
-            self._noise_generator().set_state(pending.to("cpu"))
+        if self._pending_noise_state is not None:   # the device generator exists only on its device
+            self._noise_generator().set_state(self._pending_noise_state.to("cpu"))
             self._pending_noise_state = None
