@@ -27,9 +27,9 @@ CASES = [
     ("unet_tiny", "nsln", 8, 64, 10),
     ("dit_tiny", None, 8, 64, 10),
     ("dit_tiny", None, 16, 64, 5),
+    ("unet_paper", "nsln", 32, 2, 3),
     ("unet_paper", None, 32, 2, 3),
-    ("unet_paper_gn", None, 32, 2, 3),
-    ("DiT-B/2", None, 32, 2, 3),
+    ("dit_B_2", None, 32, 2, 3),
 ]
 
 

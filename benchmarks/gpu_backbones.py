@@ -44,7 +44,8 @@ def measure(args, precision: str) -> dict:
     """Train-step and target-forward timings at one precision ('fp32' or 'bf16' autocast)."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = build_backbone(args.backbone, in_channels=4, resolution=args.resolution).to(device)
+    kw = {"norm": args.norm} if args.norm else {}
+    model = build_backbone(args.backbone, in_channels=4, resolution=args.resolution, **kw).to(device)
     opt = torch.optim.RAdam(trainable_parameters(model), lr=1e-4, weight_decay=1e-4)
     x = torch.randn(args.batch, 4, args.resolution, args.resolution, device=device)
     c = torch.randn(args.batch, device=device) * 500  # c_noise = 250 ln(sigma) spans about -1554..1096
@@ -76,14 +77,15 @@ def measure(args, precision: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--backbone", default="unet_paper", help="lct.nn registry name, e.g. DiT-B/2")
+    parser.add_argument("--backbone", default="unet_paper", help="lct.nn registry name, e.g. dit_B_2")
+    parser.add_argument("--norm", default="nsln", help="norm override (the paper's final UNet: nsln); '' keeps the factory's")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()
-    result = {"backbone": args.backbone, "batch": args.batch, "latent": [4, args.resolution, args.resolution],
+    result = {"backbone": args.backbone, "norm": args.norm or "default", "batch": args.batch, "latent": [4, args.resolution, args.resolution],
               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
               "torch": torch.__version__, "warmup": args.warmup, "iters": args.iters,
               "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}

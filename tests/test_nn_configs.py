@@ -1,4 +1,7 @@
-"""Every conf/backbone yaml instantiates through Hydra with a data stub; norm yamls set the axis."""
+"""Every conf/backbone yaml instantiates through Hydra with a data stub; norm yamls set the axis.
+
+The registry lct.nn.BACKBONES and the Hydra group conf/backbone/ hold the same names, meaning the same
+networks."""
 from pathlib import Path
 
 import pytest
@@ -6,14 +9,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from lct.nn import BACKBONES as REGISTRY
 from lct.nn import build_backbone
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BACKBONES = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml"))
 NORMS = sorted(p.stem for p in (CONF / "norm").glob("*.yaml"))
 SMALL = {"unet_tiny", "dit_tiny"}
-REGISTRY = {"unet_paper": "unet_paper_gn", "unet_tiny": "unet_tiny",
-            "dit_tiny": "dit_tiny"}
 
 
 def _compose(backbone: str, channels: int, resolution: int, norm: str | None = None):
@@ -24,13 +26,6 @@ def _compose(backbone: str, channels: int, resolution: int, norm: str | None = N
     return cfg
 
 
-def _registry_name(stem: str) -> str:
-    if stem in REGISTRY:
-        return REGISTRY[stem]
-    _, size, patch = stem.split("_")
-    return f"DiT-{size}/{patch}"
-
-
 def _count(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -39,6 +34,13 @@ def test_the_configs_exist():
     assert {"unet_paper", "unet_tiny", "dit_tiny", "dit_S_2", "dit_B_2", "dit_L_2",
             "dit_XL_2"} <= set(BACKBONES)
     assert set(NORMS) == {"groupnorm", "instancenorm", "layernorm", "rmsnorm", "nsln"}
+
+
+def test_one_registry():
+    # One name, one network: every registered backbone has its config and every config its registry entry.
+    assert set(BACKBONES) == set(REGISTRY)
+    for name in BACKBONES:
+        assert OmegaConf.load(CONF / "backbone" / f"{name}.yaml").name == name
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -52,7 +54,10 @@ def test_backbone_config_instantiates(name):
         with torch.device("meta"):  # count only: the big ones take seconds and GBs to build for real
             model = instantiate(cfg.backbone)
     with torch.device("meta"):
-        assert _count(model) == _count(build_backbone(_registry_name(name), in_channels=4, resolution=32))
+        reference = build_backbone(name, in_channels=4, resolution=32)
+    assert _count(model) == _count(reference)
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
+        [(k, v.shape) for k, v in reference.state_dict().items()]
 
 
 @pytest.mark.parametrize("norm", NORMS)

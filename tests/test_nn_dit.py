@@ -58,7 +58,7 @@ def test_positions_are_a_fixed_buffer():
 
 def test_bad_sizes():
     with pytest.raises(ValueError, match="divisible by 4 .*4, 8, 12"):
-        build_backbone("DiT-S/4", resolution=10)
+        build_backbone("dit_S_4", resolution=10)
     with pytest.raises(ValueError, match="layernorm, rmsnorm, nsln"):
         dit_tiny(norm="groupnorm")
     with pytest.raises(ValueError, match=r"in_channels=3"):
@@ -68,6 +68,6 @@ def test_bad_sizes():
 def test_registry_names():
     for size in ("S", "B", "L", "XL"):
         for patch in (1, 2, 4):
-            assert f"DiT-{size}/{patch}" in BACKBONES
+            assert f"dit_{size}_{patch}" in BACKBONES
     with pytest.raises(ValueError, match="registered"):
-        build_backbone("DiT-M/2")
+        build_backbone("dit_M_2")

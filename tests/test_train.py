@@ -38,7 +38,7 @@ def test_method_axes_reach_the_module(tmp_path):
 
 def test_paper_scale_configs_keep_paper_values(tmp_path):
     cfg = compose_cfg(tmp_path, ["experiment=slct", "scale=paper", "backbone=unet_paper"])
-    assert cfg.backbone.norm == "nsln" and cfg.backbone.model_channels == 128
+    assert cfg.backbone.norm == "nsln" and cfg.backbone.name == "unet_paper"
     assert compose_cfg(tmp_path, ["experiment=cauchy_ot_c", "backbone=unet_paper"]).backbone.norm == "groupnorm"
     assert (cfg.method.curriculum.s0, cfg.method.curriculum.s1) == (10, 640)
     assert list(cfg.ema.decays) == [0.99993] and not cfg.ema.warmup

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from .layers import batch_noise_labels, check_input, sinusoidal_embedding, valid_resolutions
 from .norms import make_token_norm
+from .registry import register_backbone
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -177,10 +178,13 @@ def dit(size: str, patch_size: int, in_channels: int = 4, resolution: int = 32, 
     return DiT(in_channels, resolution, patch_size, **kw)
 
 
+@register_backbone("dit_tiny")
 def dit_tiny(in_channels: int = 4, resolution: int = 8, **overrides) -> DiT:
     """CPU-sized DiT (1.9M params): 6 blocks of width 128, 2 heads, patch 2."""
     kw = {"patch_size": 2, "depth": 6, "hidden_size": 128, "num_heads": 2, **overrides}
     return DiT(in_channels, resolution, **kw)
 
 
-DIT_MODELS = {f"DiT-{s}/{p}": partial(dit, s, p) for s in DIT_SIZES for p in (1, 2, 4)}
+for _size in DIT_SIZES:
+    for _patch in (1, 2, 4):
+        register_backbone(f"dit_{_size}_{_patch}", partial(dit, _size, _patch))

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from .layers import (batch_noise_labels, check_input, conv, linear, resample, sinusoidal_embedding,
                      valid_resolutions)
 from .norms import NORMS, make_norm
+from .registry import register_backbone
 
 
 #----------------------------------------------------------------------------
@@ -169,11 +170,17 @@ def _validate(in_channels: int, resolution: int, channel_mult: tuple, norm: str,
 #----------------------------------------------------------------------------
 # Named configurations.
 
-def unet_paper(in_channels: int = 4, resolution: int = 32, norm: str = "nsln", **overrides) -> ADMUNet:
-    """The paper's UNet: ADM at 128 channels, (1,2,3,4), 4 blocks, attention at 16 and 8, NsLN everywhere."""
+@register_backbone("unet_paper")
+def unet_paper(in_channels: int = 4, resolution: int = 32, norm: str = "groupnorm", **overrides) -> ADMUNet:
+    """The paper's UNet: ADM at 128 channels, (1,2,3,4), 4 blocks, attention at 16 and 8.
+
+    `norm` is explicit: "groupnorm" is EDM's DhariwalUNet as published (Table 2(a) rows 1-5), "nsln" the
+    paper's final network (non-scaling LayerNorm in every norm).
+    """
     return ADMUNet(in_channels, resolution, norm=norm, **overrides)
 
 
+@register_backbone("unet_tiny")
 def unet_tiny(in_channels: int = 4, resolution: int = 8, norm: str = "groupnorm", **overrides) -> ADMUNet:
     """CPU-sized variant (1.9M params): 32 channels, (1, 2, 2), 2 blocks, attention at the lowest level."""
     kw = dict(model_channels=32, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=None)

@@ -1,0 +1,31 @@
+"""The one backbone registry: name -> factory, with the same names as the Hydra group conf/backbone/.
+
+A backbone is a module F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W) whose factory takes
+`in_channels`, `resolution` (latent H = W) and keyword overrides. Register it with
+`@register_backbone("name")` in any module of the `lct.nn` package (every module there is imported with
+the package) and add `conf/backbone/<name>.yaml` with `_target_: lct.nn.build_backbone` and `name: <name>`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None):
+    """Register `factory` under `name` (usable as a decorator); a name is registered once."""
+    def add(f):
+        if name in BACKBONES and BACKBONES[name] is not f:
+            raise ValueError(f"backbone {name!r} is already registered ({BACKBONES[name]})")
+        BACKBONES[name] = f
+        return f
+    return add if factory is None else add(factory)
+
+
+def build_backbone(name: str, **overrides) -> nn.Module:
+    """Instantiate a registered backbone, e.g. build_backbone('dit_B_2', in_channels=4, resolution=32)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](**overrides)
