@@ -62,7 +62,8 @@ def test_input_is_variance_preserving_and_target_has_unit_variance():
     torch.testing.assert_close(var_target, torch.ones_like(SIGMAS), rtol=1e-12, atol=0)
     g = torch.Generator().manual_seed(0)
     n_mc = 200_000
-    x, n = SD * torch.randn(n_mc, 1, generator=g, dtype=torch.float64), torch.randn(n_mc, 1, generator=g, dtype=torch.float64)
+    x = SD * torch.randn(n_mc, 1, generator=g, dtype=torch.float64)
+    n = torch.randn(n_mc, 1, generator=g, dtype=torch.float64)
     target = (x - c_skip * (x + SIGMAS * n)) / c_out                                  # (n_mc, 7)
     # The sample variance of n_mc draws has relative standard error sqrt(2 / n_mc) = 0.0032; allow 4 of them.
     torch.testing.assert_close(target.var(0), torch.ones_like(SIGMAS), rtol=0, atol=4 * math.sqrt(2 / n_mc))
@@ -128,7 +129,8 @@ def test_loss_zero_for_exact_target_and_closed_form_otherwise():
     # A zero backbone leaves D = c_skip x, so the loss is lambda mean_D ((c_skip - 1) x0 + c_skip sigma n)^2.
     loss = edm_loss(Denoiser(Recorder(), SD), x0, noise, SIGMAS, SD)
     c_skip = edm_scalings(SIGMAS, SD)[0].view(-1, 1, 1, 1)
-    expect = edm_weight(SIGMAS, SD) * ((c_skip - 1) * x0 + c_skip * SIGMAS.view(-1, 1, 1, 1) * noise).flatten(1).square().mean(1)
+    residual = (c_skip - 1) * x0 + c_skip * SIGMAS.view(-1, 1, 1, 1) * noise
+    expect = edm_weight(SIGMAS, SD) * residual.flatten(1).square().mean(1)
     torch.testing.assert_close(loss, expect, rtol=1e-12, atol=0)
 
 
@@ -289,7 +291,8 @@ def test_consistency_state_from_edm_errors():
 
 
 def test_preconditioning_gap_closed_forms():
-    """|dc_out| = sigma_d sigma_min / sqrt(sigma^2 + sigma_d^2), largest at sigma_min; |dc_skip| peaks near sigma_d/sqrt(3)."""
+    """|dc_out| = sigma_d sigma_min / sqrt(sigma^2 + sigma_d^2), largest at sigma_min;
+    |dc_skip| ~ 2 sigma_min sigma_d^2 sigma / (sigma^2 + sigma_d^2)^2 peaks near sigma_d / sqrt(3)."""
     fine = torch.logspace(math.log10(0.002), math.log10(80.0), 20_001, dtype=torch.float64)
     gap = preconditioning_gap(fine)
     assert gap.sigma_c_out == pytest.approx(0.002)

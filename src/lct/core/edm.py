@@ -62,7 +62,8 @@ class Denoiser(nn.Module):
 
 
 #----------------------------------------------------------------------------
-# Training (Karras et al. 2022, §5 and Table 1): lognormal sigma, weight lambda = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2.
+# Training (Karras et al. 2022, §5 and Table 1): lognormal sigma,
+# weight lambda = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2.
 
 def lognormal_sigmas(batch_size: int, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD,
                      generator: torch.Generator | None = None, device=None,
@@ -98,12 +99,17 @@ def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tenso
 
 def heun_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
                 rho: float = RHO) -> torch.Tensor:
-    """t_0..t_N (float64): the N-point Karras grid from sigma_max to sigma_min, then t_N = 0 (N = 1: [sigma_max, 0])."""
+    """t_0..t_N (float64): the N-point Karras grid from sigma_max to sigma_min, then t_N = 0.
+
+    One step is [sigma_max, 0]: a single denoiser evaluation, D(sigma_max n, sigma_max).
+    """
     steps = int(steps)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    grid = karras_sigmas(steps, sigma_min, sigma_max, rho) if steps > 1 else torch.tensor([float(sigma_max)],
-                                                                                         dtype=torch.float64)
+    if steps == 1:
+        grid = torch.tensor([float(sigma_max)], dtype=torch.float64)
+    else:
+        grid = karras_sigmas(steps, sigma_min, sigma_max, rho)
     return torch.cat([grid, grid.new_zeros(1)])
 
 
@@ -123,7 +129,10 @@ def heun_steps_for_nfe(nfe: int) -> int:
 @torch.no_grad()
 def heun_sample(denoiser, noise: torch.Tensor, steps: int, sigma_min: float = SIGMA_MIN,
                 sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
-    """x_N from x_0 = t_0 n along dx/dt = (x - D(x, t)) / t: Euler, then the trapezoidal correction unless t_{i+1} = 0."""
+    """x_N from x_0 = t_0 n along dx/dt = (x - D(x, t)) / t.
+
+    Each step is Euler followed by the trapezoidal (Heun) correction, except the last one, into t_N = 0.
+    """
     check_finite("noise", noise)
     t = [float(s) for s in heun_sigmas(steps, sigma_min, sigma_max, rho)]
     x = t[0] * noise
