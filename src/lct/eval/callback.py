@@ -28,8 +28,6 @@ class SampleGridCallback(L.Callback):
     """Every k steps and at the end: a fixed-seed grid of EMA samples at 1 and 2 NFE, decoded, saved as PNG
     under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features."""
 
-    noise = PAPER       # the run's noise levels, set at fit start
-
     def __init__(self, every_n_steps: int = 500, grid_size: int = 64, sigma_mid: float | None = None,
                  sigma_mid_index: int | None = None, seed: int = 0, nfe: tuple[int, ...] = (1, 2),
                  at_train_end: bool = True):
@@ -37,20 +35,26 @@ class SampleGridCallback(L.Callback):
         if every_n_steps < 1:
             raise ValueError(f"need every_n_steps >= 1, got {every_n_steps}")
         self.every_n_steps, self.grid_size, self.seed = int(every_n_steps), int(grid_size), int(seed)
-        # None: resolved at fit start from the run's noise levels (its sigma_mid, or this index on its grid)
-        self.sigma_mid = float(sigma_mid) if sigma_mid is not None else None
-        self.sigma_mid_index = sigma_mid_index
+        # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
+        self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
+        self._use_noise_levels(PAPER)
         self.nfe, self.at_train_end = tuple(int(n) for n in nfe), bool(at_train_end)
         self._dir: Path | None = None
         self._last_step = -1
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.noise = getattr(pl_module, "noise_levels", PAPER)
-        if self.sigma_mid is None:
-            self.sigma_mid = (self.noise.sigma_mid if self.sigma_mid_index is None
-                              else self.noise.grid_sigma(self.sigma_mid_index, self.noise.mid_grid))
+        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER))
         self._dir = None
         self._run_dir(trainer)
+
+    def _use_noise_levels(self, noise) -> None:
+        self.noise = noise
+        if self._sigma_mid is not None:
+            self.sigma_mid = float(self._sigma_mid)
+        elif self.sigma_mid_index is not None:
+            self.sigma_mid = noise.grid_sigma(self.sigma_mid_index, noise.mid_grid)
+        else:
+            self.sigma_mid = noise.sigma_mid
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
