@@ -66,3 +66,11 @@ def test_truncated_or_foreign_files_name_the_file(tmp_path):
         with pytest.raises(LctError, match=path.name) as err:
             _read(path)
         assert "\n" not in str(err.value)
+
+
+def test_the_run_config_and_the_library_defaults_agree_on_the_noise_levels():
+    from omegaconf import OmegaConf
+    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
+    assert NoiseLevels.from_config(conf.method.sigma) == NoiseLevels()
+    assert 0.44 < NoiseLevels().sigma_mid < 0.45          # index 430 of the 641-point grid
+    assert NoiseLevels.from_config({**conf.method.sigma, "data": 1.0}).sigma_data == 1.0
