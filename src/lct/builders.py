@@ -25,6 +25,9 @@ def _part(cfg, key: str, **kwargs):
     except InstantiationException as err:
         if isinstance(err.__cause__, LctError):
             raise err.__cause__ from None
+        if "Error locating target" in str(err):
+            raise LctError(f"method.{key}._target_ {node['_target_']!r} cannot be imported; pick an option of "
+                           f"its conf/ group or give an importable class") from None
         raise
 
 

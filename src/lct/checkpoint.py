@@ -81,6 +81,9 @@ def load_for_sampling(path, ema: bool | float = True, map_location: str | torch.
     from lct.builders import build_student
     ckpt = _read(path)
     meta = ckpt["lct"]
+    if "weights" not in meta or "noise_levels" not in meta:
+        raise LctError(f"{path} was written by an older lct without its noise levels and weight prefixes; "
+                       "sample it with the lct version that trained it, or retrain")
     cfg = OmegaConf.create(meta["config"])
     decays = list(cfg.ema.decays)
     key = selected_ema(ema, decays)
