@@ -62,7 +62,8 @@ def run_steps(tmp_path, experiment, extra=()):
     return rec.rows, checksum
 
 
-CASES = {"slct": ("slct", ()), "ilct": ("ilct", ()), "online_ema": ("cauchy_diff", ("c_schedule=online", "teacher=ema")),
+CASES = {"slct": ("slct", ()), "ilct": ("ilct", ()),
+         "online_ema": ("cauchy_diff", ("c_schedule=online", "teacher=ema")),
          "sinkhorn_uniform": ("cauchy_ot", ("coupling=sinkhorn", "noise_sampler=uniform"))}
 
 

@@ -4,7 +4,8 @@
 
 Resumable (generated features are saved in chunks under --out/features), reference statistics cached
 (--reference), results as metrics.json plus a markdown row; --search sweeps sigma_mid over indices of
-the checkpoint's sigma_mid grid (641 points) for 2 NFE and writes the FID curve (search.json, search.png) and its minimum.
+the checkpoint's sigma_mid grid (641 points) for 2 NFE and writes the FID curve (search.json, search.png)
+and its minimum.
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def main(argv=None) -> dict:
     if args.search:
         n = args.search_num_samples or args.num_samples
         at = lambda i: noise.grid_sigma(i, noise.mid_grid)  # noqa: E731
-        curve = [{"index": i, "sigma_mid": at(i), **evaluate(noise.nfe_sigmas(2, at(i)), n)} for i in args.search_indices]
+        curve = [{"index": i, "sigma_mid": at(i), **evaluate(noise.nfe_sigmas(2, at(i)), n)}
+                 for i in args.search_indices]
         best = min(curve, key=lambda c: c["fid"])
         report["search"] = {"num_samples": n, "curve": curve, "best": best}
         (out / "search.json").write_text(json.dumps(report["search"], indent=2))

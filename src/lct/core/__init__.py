@@ -6,13 +6,13 @@ from .diagnostics import residual_stats
 from .ema import ema_decay, ema_update
 from .losses import LossTerms, LowNoiseDiffusion, consistency_loss, diffusion_loss, diffusion_mask, lct_loss, td_pair
 from .metrics import L2, Cauchy, GemanMcClure, PseudoHuber
-from .noise_levels import PAPER, NoiseLevels
+from .noise_levels import PAPER, NoiseLevels, karras_sigmas
 from .objective import ConsistencyObjective, StepOutput
 from .precond import ConsistencyFunction, boundary_scalings, c_noise
-from .protocols import Coupling, CSchedule, Curriculum as CurriculumProtocol, IndexSampler, RobustMetric, Teacher
+from .protocols import Coupling, CSchedule, IndexSampler, RobustMetric, Teacher  # and protocols.Curriculum
 from .sampling import multistep_sample, onestep_sample, twostep_sample
-from .schedules import (P_MEAN, P_STD, Curriculum, LogNormalIndices, UniformIndices, ict_weight, karras_sigmas,
-                        lognormal_index_probs, num_scales, sample_indices, uniform_index_probs)
+from .schedules import (P_MEAN, P_STD, Curriculum, LogNormalIndices, UniformIndices, ict_weight, lognormal_index_probs,
+                        num_scales, sample_indices, uniform_index_probs)
 from .teacher import EMATeacher, StopGrad
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,4 +1,6 @@
-"""Noise grid, discretization curriculum and noise-level sampling (iCT, Song & Dhariwal 2023 §3.3-3.5).
+"""Discretization curriculum, noise-level sampling and weighting (iCT, Song & Dhariwal 2023 §3.3-3.5).
+
+The Karras grid itself lives with the noise levels (noise_levels.karras_sigmas).
 
 Every schedule is a pure function of its arguments (the global step, never mutable state) so a resumed
 run lands on exactly the same N, sigma grid and c.
@@ -10,7 +12,6 @@ import math
 import torch
 
 from ._checks import check_finite
-from .noise_levels import karras_sigmas  # noqa: F401  (the grid is defined with the noise levels)
 
 P_MEAN, P_STD = -1.1, 2.0
 

@@ -13,7 +13,8 @@ from lct.data.vae import load_vae, weights_fingerprint
 
 
 class LatentCodec:
-    """x0 = sigma_data (z - mu) / s and back (per-element std sigma_data); `decode` runs the VAE (loaded on first use) to images in [-1, 1]."""
+    """x0 = sigma_data (z - mu) / s and back (per-element std sigma_data); `decode` runs the VAE (loaded on
+    first use) to images in [-1, 1]."""
 
     def __init__(self, mean, std, vae_ref: str, vae_weights: str | None = None,
                  image_channels: int | None = None, image_size: int | None = None,
