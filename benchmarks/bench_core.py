@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from lct.core import (ConsistencyFunction, karras_sigmas, lct_loss, lognormal_index_probs,  # noqa: E402
-                      ot_pair, ot_permutation, sample_indices, sq_euclidean_cost)
+from lct.core import (Cauchy, ConsistencyFunction, LowNoiseDiffusion, karras_sigmas, lct_loss,  # noqa: E402
+                      lognormal_index_probs, ot_pair, ot_permutation, sample_indices, sq_euclidean_cost)
 
 
 def timeit(fn, iters: int, warmup: int = 3) -> float:
@@ -60,7 +60,8 @@ def main() -> None:
 
         def step():
             idx = sample_indices(p, b)
-            terms = lct_loss(f, f, x0, noise, s[idx].float(), s[idx + 1].float(), idx, 641, c=0.00025)
+            terms = lct_loss(f, f, x0, noise, sigma_i=s[idx].float(), sigma_next=s[idx + 1].float(), indices=idx,
+                             n_scales=641, metric=Cauchy(), c=0.00025, diffusion=LowNoiseDiffusion())
             terms.loss.backward()
         rows.append((f"lct_loss fwd+bwd (2-conv net) B={b}", timeit(step, max(iters // 5, 3))))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, latent 4x32x32")

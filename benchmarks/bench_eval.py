@@ -13,6 +13,7 @@ import time
 import torch
 
 from lct.core.precond import ConsistencyFunction
+from lct.core.noise_levels import PAPER
 from lct.core.sampling import multistep_sample
 from lct.eval.inception import InceptionFeatures
 from lct.eval.metrics import GenerativeMetrics
@@ -57,10 +58,10 @@ def main() -> None:
         shape = (4, 8, 8)
     model = ConsistencyFunction(unet_tiny(in_channels=shape[0], resolution=shape[1])).eval()
     noise = torch.randn(args.batch, *shape)
-    t = timed(lambda: multistep_sample(model, noise, [80.0]))
+    t = timed(lambda: multistep_sample(model, noise, PAPER.nfe_sigmas(1)))
     print(f"1-NFE sampling, unet_tiny {tuple(shape)}, batch {args.batch}: {args.batch / t:8.1f} latents/s")
     if codec is not None:
-        t = timed(lambda: codec.decode(multistep_sample(model, noise, [80.0])))
+        t = timed(lambda: codec.decode(multistep_sample(model, noise, PAPER.nfe_sigmas(1))))
         print(f"1-NFE sampling + VAE decode to {codec.image_channels}x{codec.image_size}^2:    {args.batch / t:8.1f} images/s")
     ex = InceptionFeatures()
     images = torch.rand(args.images, 1, 32, 32) * 2 - 1

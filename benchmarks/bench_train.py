@@ -1,6 +1,6 @@
 """Training-step cost: ConsistencyModule under Lightning vs a plain PyTorch loop of the same math.
 
-Both paths build the same backbone from the same Hydra config, run the same lct.core loss (OT coupling,
+Both paths build the same backbone from the same Hydra config, run the same lct.core.ConsistencyObjective (OT coupling,
 composite loss, EMA update) on the same data, and are timed after a warm-up. Prints one JSON line each.
 
   .venv/bin/python benchmarks/bench_train.py                      # CPU, built-in defaults, both paths
@@ -53,20 +53,15 @@ def lightning_run(cfg, steps: int, warmup: int, device: str) -> dict:
 def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
     """The same step written as a bare loop (no Lightning): the reference for the framework's overhead."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from lct import core
-    m = OmegaConf.to_container(cfg.method, resolve=True)
-    dm = instantiate(cfg.data, _recursive_=False)
-    dm.prepare_data()
+    from lct.builders import build_datamodule, build_objective, build_student
+    dm = build_datamodule(cfg)
     dm.setup("fit")
-    f = core.ConsistencyFunction(instantiate(cfg.backbone, _convert_="all")).to(device)
+    f = build_student(cfg).to(device)
+    objective = build_objective(cfg, f, cfg.trainer.max_steps, dm.latent_shape).to(device)
     ema = [p.detach().clone() for p in f.parameters()]
     opt = instantiate(cfg.optimizer, _convert_="all")(params=[p for p in f.parameters() if p.requires_grad])
-    K, dim = cfg.trainer.max_steps, int(torch.tensor(dm.latent_shape).prod())
-    c_sched = core.make_c_schedule(**{"name": m["c"]["schedule"], "dim": dim,
-                                      **{k: v for k, v in m["c"].items() if k != "schedule"}})
-    gen_idx, gen_noise = torch.Generator().manual_seed(0), torch.Generator(device).manual_seed(1)
     loader = iter(dm.train_dataloader())
     use_amp = "bf16" in str(cfg.trainer.precision)
     for step in range(steps):
@@ -74,18 +69,15 @@ def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
             _sync(device)
             t0 = time.perf_counter()
         x0 = next(loader).to(device, non_blocking=True)
-        n = core.num_scales(step, K, m["curriculum"]["s0"], m["curriculum"]["s1"])
-        sigmas = core.karras_sigmas(n)
-        idx = core.sample_indices(core.lognormal_index_probs(sigmas), x0.shape[0], gen_idx)
-        noise = torch.randn(x0.shape, generator=gen_noise, device=device)
-        if m["coupling"]["method"] != "none":
-            noise = core.ot_pair(x0, noise, m["coupling"]["method"])
         with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=use_amp):
-            terms = core.lct_loss(f, f, x0, noise, sigmas[idx].to(x0), sigmas[idx + 1].to(x0), idx.to(device), n,
-                                  m["metric"], c_sched(n), m["diffusion"]["weight"], m["diffusion"]["ratio"])
+            out = objective.step(f, x0, step)
+        if not out.finite:
+            continue
         opt.zero_grad(set_to_none=True)
-        terms.loss.backward()
+        out.terms.loss.backward()
         opt.step()
+        objective.observe(out)
+        objective.after_optimizer_step(f)
         core.ema_update(ema, f.parameters(), core.ema_decay(step, cfg.ema.decays[0], cfg.ema.warmup))
     _sync(device)
     return {"path": "plain", "s_per_step": (time.perf_counter() - t0) / (steps - warmup), **_memory(device)}

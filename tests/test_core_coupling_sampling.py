@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lct.core import (ConsistencyFunction, ema_decay, ema_update, grid_sigma, multistep_sample, onestep_sample,
+from lct.core import (PAPER, ConsistencyFunction, ema_decay, ema_update, multistep_sample, onestep_sample,
                       ot_pair, ot_permutation, sq_euclidean_cost, twostep_sample)
 
 
@@ -74,7 +74,7 @@ def test_samplers_follow_their_definition():
     noise = torch.randn(2, 4, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     c_skip = lambda s: 0.25 / ((s - 0.002) ** 2 + 0.25)
     torch.testing.assert_close(onestep_sample(f, noise), c_skip(80.0) * 80.0 * noise)
-    s_mid = grid_sigma(430)
+    s_mid = PAPER.sigma_mid
     g = torch.Generator().manual_seed(3)
     x2 = twostep_sample(f, noise, s_mid, generator=g)
     z = torch.randn(noise.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -83,7 +83,7 @@ def test_samplers_follow_their_definition():
     with pytest.raises(ValueError, match="descending"):
         multistep_sample(f, noise, [1.0, 5.0])
     with pytest.raises(ValueError, match="index"):
-        grid_sigma(641)
+        PAPER.grid_sigma(641, 641)
 
 
 def test_residual_stats_gaussian_vs_heavy_tails():

@@ -5,6 +5,14 @@ from torch import nn
 
 from lct.core import (ConsistencyFunction, NonFiniteError, consistency_loss, diffusion_loss, diffusion_mask,
                       karras_sigmas, lct_loss, td_pair)
+from lct.core import L2, Cauchy, GemanMcClure, LowNoiseDiffusion, PseudoHuber
+from lct.errors import LctError
+
+
+def _loss(f, f_t, x0, n, si, sn, idx, c=0.03456, weight=5.0):
+    return lct_loss(f, f_t, x0, n, sigma_i=si, sigma_next=sn, indices=idx, n_scales=11, metric=Cauchy(), c=c,
+                    diffusion=LowNoiseDiffusion(weight, 0.25))
+
 
 
 class DropNet(nn.Module):
@@ -27,7 +35,7 @@ def _batch(b=8, seed=0):
 def test_zero_loss_when_student_equals_target():
     x = torch.randn(4, 4, 8, 8)
     w = torch.rand(4) + 0.5
-    for metric in ("l2", "pseudo_huber", "cauchy", "geman_mcclure", "cauchy_elementwise"):
+    for metric in (L2(), PseudoHuber(), Cauchy(), GemanMcClure(), Cauchy(elementwise=True)):
         assert consistency_loss(x, x.clone(), w, metric, 0.03).abs().max().item() == 0.0
 
 
@@ -40,7 +48,7 @@ def test_gradients_reach_student_only_and_target_pass_shares_dropout_masks():
     # Same masks: with sigma_next == sigma_i the two passes see identical inputs, so outputs must match.
     student2, target2 = td_pair(f, f, x0, n, si, si)
     torch.testing.assert_close(student2.detach(), target2)
-    terms = lct_loss(f, f, x0, n, si, sn, idx, 11)
+    terms = _loss(f, f, x0, n, si, sn, idx)
     terms.loss.backward()
     assert f.backbone.conv.weight.grad is not None and f.backbone.conv.weight.grad.abs().sum() > 0
 
@@ -49,7 +57,7 @@ def test_target_receives_no_gradient_with_separate_target_module():
     torch.manual_seed(0)
     f, f_t = ConsistencyFunction(DropNet(p=0.0)), ConsistencyFunction(DropNet(p=0.0))
     x0, n, si, sn, idx = _batch()
-    lct_loss(f, f_t, x0, n, si, sn, idx, 11).loss.backward()
+    _loss(f, f_t, x0, n, si, sn, idx).loss.backward()
     assert all(p.grad is None for p in f_t.parameters())
     assert all(p.grad is not None for p in f.parameters())
 
@@ -79,12 +87,12 @@ def test_composite_is_sum_of_terms():
     f = ConsistencyFunction(DropNet(p=0.0))
     nn.init.normal_(f.backbone.conv.weight, std=0.3)
     x0, n, si, sn, idx = _batch(16)
-    t = lct_loss(f, f, x0, n, si, sn, idx, 11, metric="cauchy", c=0.03, diffusion_weight=5.0)
+    t = _loss(f, f, x0, n, si, sn, idx, c=0.03, weight=5.0)
     assert t.loss.item() == pytest.approx(t.consistency.item() + 5.0 * t.diffusion.item(), rel=1e-6)
-    off = lct_loss(f, f, x0, n, si, sn, idx, 11, diffusion_weight=0.0)
+    off = _loss(f, f, x0, n, si, sn, idx, weight=0.0)
     assert off.diffusion.item() == 0.0 and off.loss.item() == pytest.approx(off.consistency.item())
     # batch of 1 in the high-noise region: empty diffusion tail, still a finite loss
-    one = lct_loss(f, f, x0[:1], n[:1], si[:1] * 0 + 80.0, sn[:1] * 0 + 45.31, torch.tensor([0]), 11)
+    one = _loss(f, f, x0[:1], n[:1], si[:1] * 0 + 80.0, sn[:1] * 0 + 45.31, torch.tensor([0]))
     assert torch.isfinite(one.loss)
 
 
@@ -92,11 +100,13 @@ def test_loss_bad_input():
     f = ConsistencyFunction(DropNet(p=0.0))
     x0, n, si, sn, idx = _batch()
     with pytest.raises(ValueError, match="shape mismatch: x0"):
-        lct_loss(f, f, x0, n[:, :2], si, sn, idx, 11)
+        _loss(f, f, x0, n[:, :2], si, sn, idx)
     bad = x0.clone(); bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="x0"):
-        lct_loss(f, f, bad, n, si, sn, idx, 11)
+        _loss(f, f, bad, n, si, sn, idx)
     with pytest.raises(ValueError, match="shape mismatch: student"):
-        consistency_loss(x0, x0[:2], torch.ones(8), "cauchy", 0.1)
-    with pytest.raises(ValueError, match="unknown robust metric"):
-        lct_loss(f, f, x0, n, si, sn, idx, 11, metric="lpips")
+        consistency_loss(x0, x0[:2], torch.ones(8), Cauchy(), 0.1)
+    with pytest.raises(LctError, match="method.diffusion.weight"):
+        LowNoiseDiffusion(weight=-1.0)
+    with pytest.raises(LctError, match="method.diffusion.ratio"):
+        LowNoiseDiffusion(ratio=1.5)

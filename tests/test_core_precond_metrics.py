@@ -2,14 +2,31 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from lct.core import (METRICS, AdaptiveC, ConsistencyFunction, OnlineC, boundary_scalings, c_noise,
-                      karras_sigmas, make_c_schedule, robust_metric)
+from lct.core import AdaptiveC, ConsistencyFunction, ConstantC, OnlineC, boundary_scalings, c_noise, karras_sigmas
+from lct.errors import LctError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _instantiate(path: Path, **kwargs):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    return instantiate(OmegaConf.load(path), **kwargs)
+
+
+# Every metric the configs offer, built from its YAML (conf/metric/<name>.yaml).
+METRICS = {p.stem: _instantiate(p) for p in sorted((CONF / "metric").glob("*.yaml"))}
+
+
+def robust_metric(name, d, c):
+    return METRICS[name](d, c)
 
 
 class Affine(nn.Module):
@@ -79,7 +96,8 @@ def test_metrics_closed_forms():
     torch.testing.assert_close(robust_metric("cauchy_elementwise", d, c), torch.log1p(sq / (2 * c**2)).mean(1))
     torch.testing.assert_close(robust_metric("pseudo_huber_elementwise", d, c), ((sq + c**2).sqrt() - c).mean(1))
     torch.testing.assert_close(robust_metric("geman_mcclure_elementwise", d, c), (2 * sq / (sq + 4 * c**2)).mean(1))
-    torch.testing.assert_close(robust_metric("l2_elementwise", d, c), m)
+    from lct.core import L2
+    torch.testing.assert_close(L2(elementwise=True)(d, c), sq.mean(1))
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -107,9 +125,13 @@ def test_pseudo_huber_limits():
     assert robust_metric("pseudo_huber", d, c).item() == pytest.approx(1e4 - c, rel=1e-6)
 
 
+def test_metric_configs_cover_the_paper_metrics():
+    assert set(METRICS) == {"l2", "pseudo_huber", "cauchy", "geman_mcclure", "pseudo_huber_elementwise",
+                            "cauchy_elementwise", "geman_mcclure_elementwise"}
+    assert METRICS["cauchy_elementwise"].elementwise and not METRICS["cauchy"].elementwise
+
+
 def test_metric_bad_input():
-    with pytest.raises(ValueError, match="unknown robust metric 'huber'"):
-        robust_metric("huber", torch.zeros(2, 3), 0.1)
     with pytest.raises(ValueError, match="c must be > 0"):
         robust_metric("cauchy", torch.zeros(2, 3), 0.0)
     with pytest.raises(ValueError, match="batched"):
@@ -119,25 +141,34 @@ def test_metric_bad_input():
 def test_c_schedules():
     D = 4 * 32 * 32
     ad = AdaptiveC(D)
-    assert ad(11) == pytest.approx(0.03456) and ad(21) == pytest.approx(0.013636, rel=5e-4)
-    assert make_c_schedule("ict", D)(641) == pytest.approx(0.03456)
-    assert make_c_schedule("constant", D, value=0.01)(21) == 0.01
-    with pytest.raises(ValueError, match="unknown c schedule"):
-        make_c_schedule("cosine", D)
-    with pytest.raises(ValueError, match="needs a value"):
-        make_c_schedule("constant", D)
+    assert ad(11, 0) == pytest.approx(0.03456) and ad(21, 0) == pytest.approx(0.013636, rel=5e-4)
+    build = lambda name, **kw: _instantiate(CONF / "c_schedule" / f"{name}.yaml", _partial_=True, **kw)(dim=D)  # noqa: E731
+    assert build("ict")(641, 0) == pytest.approx(0.03456)
+    assert build("constant")(21, 0) == 0.01
+    assert build("adaptive", s0=10)(21, 0) == ad(21, 0) and build("online")(11, 0) == pytest.approx(0.03456)
+    fitted = AdaptiveC(D, s0=10, slope=-1.0, offset=-1.0)       # ln c = slope ln(N-1) + offset
+    assert fitted(21, 0) == pytest.approx(math.exp(-math.log(20) - 1.0), rel=1e-12)
+    with pytest.raises(LctError, match="method.c.value"):
+        ConstantC(D, value=0.0)
+
+
+def test_stateless_schedules_follow_the_protocol():
+    for sched in (ConstantC(64), AdaptiveC(64)):
+        sched.observe(torch.ones(2, 3))
+        assert sched.state_dict() == {}
+        sched.load_state_dict({})
 
 
 def test_online_c_tracks_residual_std_and_roundtrips_state():
     on = OnlineC(64, momentum=0.5)
-    assert on(11) == pytest.approx(0.00054 * 8)
+    assert on(11, 0) == pytest.approx(0.00054 * 8)
     torch.manual_seed(0)
-    on.update(torch.randn(4096) * 0.2)
-    assert on(11) == pytest.approx(0.2, rel=0.05)
-    on.update(torch.randn(4096) * 0.1)
-    assert on(21) == pytest.approx(0.15, rel=0.05)
+    on.observe(torch.randn(4096) * 0.2)
+    assert on(11, 0) == pytest.approx(0.2, rel=0.05)
+    on.observe(torch.randn(4096) * 0.1)
+    assert on(21, 0) == pytest.approx(0.15, rel=0.05)
     other = OnlineC(64)
     other.load_state_dict(on.state_dict())
-    assert other(21) == on(21)
-    on.update(torch.tensor([float("nan")]))          # a NaN residual never poisons the estimate
-    assert math.isfinite(on(21))
+    assert other(21, 0) == on(21, 0)
+    on.observe(torch.tensor([float("nan")]))          # a NaN residual never poisons the estimate
+    assert math.isfinite(on(21, 0))

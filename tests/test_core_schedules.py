@@ -106,3 +106,12 @@ def test_adaptive_c_table():
     np.testing.assert_allclose(got.numpy(), expect, rtol=6e-3)
     assert adaptive_c(81).item() == pytest.approx(math.exp(-1.15 * math.log(80) - 0.85), rel=1e-14)
     assert ict_default_c(4 * 32 * 32) == pytest.approx(0.03456, rel=1e-12)
+
+
+def test_curriculum_k_prime_does_not_floor_the_log():
+    """K' = floor(K / (log2 floor(s1/s0) + 1)) with the log unfloored: s1/s0 = 20 gives K' = 18790, not 20000."""
+    assert num_scales(18_800, 100_000, 10, 200) == 21
+    assert num_scales(18_789, 100_000, 10, 200) == 11 and num_scales(18_790, 100_000, 10, 200) == 21
+    kp = math.floor(100_000 / (math.log2(20) + 1))
+    for k in (0, kp - 1, kp, 2 * kp, 4 * kp, 5 * kp, 99_999):
+        assert num_scales(k, 100_000, 10, 200) == min(10 * 2 ** (k // kp), 200) + 1

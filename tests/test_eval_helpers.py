@@ -73,10 +73,10 @@ class TinyCodec:
 
 
 def tiny_bundle(latent_shape=LATENT_SHAPE, codec_shape=LATENT_SHAPE, channels: int = 4):
-    from lct.core.precond import ConsistencyFunction
+    from lct.core import PAPER, ConsistencyFunction
     torch.manual_seed(0)
     model = ConsistencyFunction(TinyBackbone(channels)).eval()
-    return SimpleNamespace(model=model, codec=TinyCodec(codec_shape), cfg=None, latent_shape=latent_shape)
+    return SimpleNamespace(model=model, codec=TinyCodec(codec_shape), cfg=None, latent_shape=latent_shape, noise=PAPER)
 
 
 def install_fake_loader(monkeypatch, bundle_fn=tiny_bundle):

@@ -2,18 +2,20 @@
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
+from lct.errors import LctError
 from train_utils import compose_cfg, fit
 
 EXPERIMENTS = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct"]
 
 
 def _params(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if torch.is_tensor(v)}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -28,12 +30,14 @@ def test_every_experiment_runs_a_few_steps(tmp_path, experiment):
 
 def test_method_axes_reach_the_module(tmp_path):
     cfg = compose_cfg(tmp_path, ["experiment=slct"])
-    assert cfg.method.metric == "cauchy" and cfg.method.c.schedule == "adaptive"
+    assert cfg.method.metric._target_ == "lct.core.metrics.Cauchy"
+    assert cfg.method.c._target_ == "lct.core.c_schedules.AdaptiveC" and cfg.method.c.s0 == 10
     assert cfg.method.diffusion.weight == 5.0 and cfg.method.coupling.method == "exact"
+    assert cfg.method.teacher._target_ == "lct.core.teacher.StopGrad"
     assert cfg.backbone.norm == "nsln" and cfg.experiment_name == "slct"     # names the run directory
     ilct = compose_cfg(tmp_path, ["experiment=ilct"])
-    assert ilct.method.metric == "pseudo_huber" and ilct.method.diffusion.weight == 0.0
-    assert ilct.method.coupling.method == "none" and ilct.backbone.norm == "groupnorm"
+    assert ilct.method.metric._target_ == "lct.core.metrics.PseudoHuber" and ilct.method.diffusion.weight == 0.0
+    assert ilct.method.coupling._target_ == "lct.core.coupling.NoCoupling" and ilct.backbone.norm == "groupnorm"
 
 
 def test_paper_scale_configs_keep_paper_values(tmp_path):
@@ -70,7 +74,7 @@ def test_resume_is_exact(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
-    assert full.c_schedule(21) == resumed.c_schedule(21)
+    assert full.objective.c(21, 6) == resumed.objective.c(21, 6) and full.objective.c.initialized
 
 
 @pytest.mark.parametrize("coupling", ["none", "ot_global"])
@@ -91,8 +95,9 @@ def test_nonfinite_steps_are_skipped_then_stop_with_checkpoint(tmp_path):
     module, dm, trainer, _ = build(cfg)
     with torch.no_grad():
         next(module.student.backbone.parameters()).fill_(math.nan)
-    with pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
+    with pytest.raises(LctError, match="3 non-finite losses in a row") as err:
         trainer.fit(module, datamodule=dm)
+    assert "no step of this run had a finite loss" in str(err.value) and "good" not in str(err.value)
     # A skipped step still consumes its batch and counts as a step (data order and N(k) stay aligned
     # with global_step, so resume stays exact); the third skip stops the run before the step ends.
     assert module.nonfinite_total == 3 and module.global_step == 2
@@ -141,3 +146,43 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path):
     for job in jobs:
         assert (tmp_path / "sweep" / job / "checkpoints" / "last.ckpt").is_file()
         assert (tmp_path / "sweep" / job / "config_resolved.yaml").is_file()
+
+
+@pytest.mark.parametrize("coupling", ["ot", "none"])
+def test_nan_in_the_data_is_skipped_counted_and_stops_like_a_nan_loss(tmp_path, coupling):
+    """A NaN batch goes through the same skip path with or without OT (it used to crash at the OT step)."""
+    from lct.train.run import build
+    cfg = compose_cfg(tmp_path, ["experiment=cauchy_ot", f"coupling={coupling}", "trainer.max_steps=6",
+                                 "max_nonfinite=3", "data.batch_size=16", "data.num_items=64"])
+    module, dm, trainer, _ = build(cfg)
+
+    class PoisonData(L.Callback):      # after the first step every row of the data holds a NaN
+        def on_train_batch_end(self, *args):
+            dm.data[:, 0, 0, 0] = math.nan
+    trainer.callbacks.append(PoisonData())
+    with pytest.raises(LctError, match="3 non-finite losses in a row") as err:
+        trainer.fit(module, datamodule=dm)
+    last = module.last_finite_step      # 0, or 1 if the loader had fetched step 1's batch already
+    assert last in (0, 1) and module.nonfinite_total == 3
+    assert "x0" in str(err.value) and f"the last finite loss was at step {last}" in str(err.value)
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "nonfinite-stop.ckpt").is_file()
+
+
+def test_unknown_options_fail_at_instantiate_naming_the_key(tmp_path):
+    from lct.train.run import build
+    with pytest.raises(LctError, match=r"method.coupling.scope 'galactic'.*global.*local"):
+        build(compose_cfg(tmp_path, ["method.coupling.scope=galactic", "trainer.max_steps=1"]))
+    with pytest.raises(LctError, match=r"method.coupling.method 'hungarian'"):
+        build(compose_cfg(tmp_path, ["method.coupling.method=hungarian", "trainer.max_steps=1"]))
+    with pytest.raises(LctError, match=r"method.metric._target_ 'lct.core.metrics.Huber' cannot be imported"):
+        build(compose_cfg(tmp_path, ["method.metric._target_=lct.core.metrics.Huber", "trainer.max_steps=1"]))
+    with pytest.raises(LctError, match="method.diffusion.weight"):
+        build(compose_cfg(tmp_path, ["method.diffusion.weight=-1", "trainer.max_steps=1"]))
+
+
+def test_samples_per_s_is_logged_only_once_a_rate_exists(tmp_path):
+    import csv
+    fit(compose_cfg(tmp_path, ["trainer.max_steps=4", "log_every=1", "data.batch_size=16", "logger=csv"]))
+    rows = [r for f in (tmp_path / "run").rglob("metrics.csv") for r in csv.DictReader(f.open())]
+    rates = [r["train/samples_per_s"] for r in rows if r.get("train/td_std")]
+    assert len(rates) == 4 and rates[0] == "" and all(float(r) > 0 for r in rates[1:])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lct.core.noise_levels import NoiseLevels
 from lct.data.shards import LatentShards, load_stats, read_metadata
 from lct.data.sources import open_source, to_model_input
 
@@ -109,7 +110,7 @@ def main(argv=None) -> dict:
     meta = read_metadata(root)
     pixels, z = paired_sample(root, meta, args.max_items, args.seed)
     mean, std = load_stats(root, meta)
-    x0 = 0.5 * (z - mean) / std
+    x0 = NoiseLevels.sigma_data * (z - mean) / std      # the paper's sigma_data
     result = {
         "command": "python -m lct.analyze " + shlex.join(sys.argv[1:] if argv is None else argv),
         "root": str(root), "source": meta["source"]["spec"], "vae": meta["vae"]["ref"],
@@ -118,7 +119,7 @@ def main(argv=None) -> dict:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "latent_statistics.json").write_text(json.dumps(result, indent=2) + "\n")
-    boxplot({"pixels [-1, 1]": pixels, "latents z": z, "normalized x0 = 0.5(z-mu)/s": x0},
+    boxplot({"pixels [-1, 1]": pixels, "latents z": z, "normalized x0 = sigma_data (z-mu)/s": x0},
             out / "latent_boxplot.png", f"{meta['source']['spec']}, {len(pixels)} images, VAE {meta['vae']['ref']}")
     for name in ("pixels", "latents_z", "latents_x0"):
         kurt = [c["excess_kurtosis"] for c in result[name]]

@@ -1,37 +1,43 @@
-"""Load a training checkpoint for sampling/evaluation: the EMA (or student) consistency function + codec."""
+"""Training checkpoints for sampling and evaluation: the checkpoint alone rebuilds f_theta and its codec.
+
+A checkpoint's `lct` dict holds the run config, the noise levels, the latent shape, the latent codec
+(mu, s, VAE reference) and the state-dict prefix of every set of weights ("student", "ema_<decay>").
+Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lct.core import ConsistencyFunction
+from lct.core import ConsistencyFunction, NoiseLevels
+from lct.errors import LctError
 
 
 @dataclass
 class Bundle:
-    """What lct.sample / lct.evaluate need: f_theta in eval mode, the resolved run config, the latent shape."""
+    """What lct.sample / lct.evaluate need: f_theta in eval mode, the run config, noise levels, codec."""
 
     model: ConsistencyFunction
     cfg: DictConfig
     latent_shape: tuple[int, int, int]
     weights: str                        # "student" or "ema_<decay>"
-    _codec: object = field(default=None, repr=False)
+    noise: NoiseLevels
+    codec_state: dict | None = None
+    _codec: object = None
 
     @property
     def codec(self):
-        """The run's latent codec (mu/s + VAE), loaded on first use from the run's data root."""
+        """The run's latent codec, rebuilt from the checkpoint (the VAE loads on first decode)."""
         if self._codec is None:
+            if self.codec_state is None:
+                raise LctError(f"this checkpoint was trained on data without a latent codec "
+                               f"({self.cfg.data.get('_target_')}): there is nothing to decode its samples with")
             from lct.data import LatentCodec
-            root = self.cfg.data.get("root")
-            if root is None:
-                raise ValueError(f"the run's data config ({self.cfg.data.get('_target_')}) has no latent root to decode with")
-            self._codec = LatentCodec.from_root(root)
-            shape = tuple(self._codec.latent_shape)
-            if shape != self.latent_shape:
-                raise ValueError(f"checkpoint latent shape {self.latent_shape} != latents at {root}: {shape}")
+            self._codec = LatentCodec.from_state_dict(self.codec_state, sigma_data=self.noise.sigma_data)
         return self._codec
 
 
@@ -47,36 +53,53 @@ def selected_ema(ema: bool | float, decays) -> str | None:
     return ema_key(decays[0] if ema is True else ema)
 
 
+def weight_prefixes(decays) -> dict[str, str]:
+    """{name: state-dict prefix} of every set of f_theta weights the training module holds."""
+    return {"student": "student.", **{f"ema_{ema_key(d)}": f"emas.{ema_key(d)}." for d in decays}}
+
+
 def _read(path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "lct" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not an lct training checkpoint (written by `python -m lct.train`)")
+        raise LctError(f"no checkpoint at {path}: pass the .ckpt file a training run wrote (<run>/checkpoints/)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LctError(f"{path} holds objects other than tensors and plain data ({first}); refusing to load it: "
+                       "lct checkpoints never need code to load") from None
+    except Exception as err:        # any other failure to parse an untrusted file: truncated, not torch
+        raise LctError(f"{path} is not a readable checkpoint (truncated or not a torch file: "
+                       f"{type(err).__name__}); use another checkpoint of the run") from None
+    if not isinstance(ckpt, dict) or "lct" not in ckpt or "state_dict" not in ckpt:
+        raise LctError(f"{path} is not an lct training checkpoint (written by `python -m lct.train`)")
     return ckpt
-
-
-def _pick_weights(state: dict, ema, decays) -> tuple[str, dict]:
-    key = selected_ema(ema, decays)
-    prefix, name = ("student.", "student") if key is None else (f"emas.{key}.", f"ema_{key}")
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not weights:
-        raise ValueError(f"checkpoint has no weights under {prefix!r}; EMA decays saved: {decays}")
-    return name, weights
 
 
 def load_for_sampling(path, ema: bool | float = True, map_location: str | torch.device = "cpu") -> Bundle:
     """Rebuild f_theta from a checkpoint (EMA weights by default; ema=False for the student)."""
-    from hydra.utils import instantiate
+    from lct.builders import build_student
     ckpt = _read(path)
-    cfg = OmegaConf.create(ckpt["lct"]["config"])
-    sig = cfg.method.sigma
-    model = ConsistencyFunction(instantiate(cfg.backbone, _convert_="all"), sig.data, sig.min, sig.max)
-    name, weights = _pick_weights(ckpt["state_dict"], ema, list(cfg.ema.decays))
+    meta = ckpt["lct"]
+    if "weights" not in meta or "noise_levels" not in meta:
+        raise LctError(f"{path} was written by an older lct without its noise levels and weight prefixes; "
+                       "sample it with the lct version that trained it, or retrain")
+    cfg = OmegaConf.create(meta["config"])
+    decays = list(cfg.ema.decays)
+    key = selected_ema(ema, decays)
+    name = "student" if key is None else f"ema_{key}"
+    prefixes = meta["weights"]
+    if name not in prefixes:
+        raise LctError(f"{path} holds no {name} weights; it has {sorted(prefixes)} (pass ema=False or one of "
+                       f"the EMA decays {decays})")
+    prefix = prefixes[name]
+    weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    model = build_student(cfg)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {path} does not match backbone {cfg.backbone.get('_target_')}: {err}") from None
+        raise LctError(f"checkpoint {path} does not match backbone {cfg.backbone.get('_target_')}: "
+                       f"{str(err).splitlines()[0]}") from None
     model.to(map_location).eval().requires_grad_(False)
-    return Bundle(model=model, cfg=cfg, latent_shape=tuple(cfg.latent_shape), weights=name)
+    return Bundle(model=model, cfg=cfg, latent_shape=tuple(meta["latent_shape"]), weights=name,
+                  noise=NoiseLevels.from_state_dict(meta["noise_levels"]), codec_state=meta["codec"])

@@ -4,7 +4,8 @@
 
 Resumable (generated features are saved in chunks under --out/features), reference statistics cached
 (--reference), results as metrics.json plus a markdown row; --search sweeps sigma_mid over indices of
-the 641-point Karras grid for 2 NFE and writes the FID curve (search.json, search.png) and its minimum.
+the checkpoint's sigma_mid grid (641 points) for 2 NFE and writes the FID curve (search.json, search.png)
+and its minimum.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from lct.eval.metrics import GenerativeMetrics
 from lct.eval.protocol import file_fingerprint, load_images, sample_features, score
 from lct.eval.reference import (decoded_batches, extract_features, load_or_compute_reference, make_provenance,
                                 tensor_batches)
-from lct.eval.sampling import nfe_sigmas, sigma_mid_at
 from lct.sample import add_sigma_args, resolve_sigma_mid
 
 SEARCH_INDICES = list(range(380, 481, 10))    # brackets the paper's best 420-440
@@ -70,9 +70,8 @@ def _datamodule(bundle):
     cfg = getattr(bundle, "cfg", None)
     if cfg is None or "data" not in cfg:
         raise ValueError("the checkpoint carries no data config; pass --reference-images or a --reference cache")
-    from hydra.utils import instantiate
-    dm = instantiate(cfg["data"], _recursive_=False)
-    dm.prepare_data()
+    from lct.builders import build_datamodule
+    dm = build_datamodule(cfg)
     dm.setup("fit")
     return dm
 
@@ -91,7 +90,7 @@ def _plot_search(curve: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot([c["index"] for c in curve], [c["fid"] for c in curve], "o-")
-    ax.set_xlabel("sigma_mid index (641-point Karras grid)")
+    ax.set_xlabel("sigma_mid index (Karras grid)")
     ax.set_ylabel("FID (2 NFE)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -109,7 +108,8 @@ def main(argv=None) -> dict:
     ref = build_reference(args, bundle, metrics)
     metrics.set_reference(ref, 0, 1)
     meta = {"checkpoint": file_fingerprint(args.checkpoint), "ema": not args.no_ema}
-    sample_fn = lambda noise, s: multistep_sample(bundle.model, noise, s)  # noqa: E731
+    noise = bundle.noise
+    sample_fn = lambda x, s: multistep_sample(bundle.model, x, s, noise.sigma_min)  # noqa: E731
 
     def evaluate(sigmas, n):
         feats = sample_features(sample_fn, bundle.codec.decode, metrics.extractor, range(args.seed, args.seed + n),
@@ -117,12 +117,14 @@ def main(argv=None) -> dict:
                                 args.chunk_size, not args.no_progress)
         return {**score(metrics, feats), "sigmas": list(sigmas)}
 
-    results = {f"{nfe}nfe": evaluate(nfe_sigmas(nfe, resolve_sigma_mid(args)), args.num_samples) for nfe in args.nfe}
+    sigma_mid = resolve_sigma_mid(args, noise)
+    results = {f"{nfe}nfe": evaluate(noise.nfe_sigmas(nfe, sigma_mid), args.num_samples) for nfe in args.nfe}
     report = {"checkpoint": str(args.checkpoint), "ema": not args.no_ema, "seed": args.seed,
               "reference": ref.provenance, "results": results}
     if args.search:
         n = args.search_num_samples or args.num_samples
-        curve = [{"index": i, "sigma_mid": sigma_mid_at(i), **evaluate(nfe_sigmas(2, sigma_mid_at(i)), n)}
+        at = lambda i: noise.grid_sigma(i, noise.mid_grid)  # noqa: E731
+        curve = [{"index": i, "sigma_mid": at(i), **evaluate(noise.nfe_sigmas(2, at(i)), n)}
                  for i in args.search_indices]
         best = min(curve, key=lambda c: c["fid"])
         report["search"] = {"num_samples": n, "curve": curve, "best": best}

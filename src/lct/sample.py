@@ -1,6 +1,6 @@
 """Generate images from a checkpoint (EMA weights by default) at 1 or 2 NFE or a given list of sigmas.
 
-    python -m lct.sample CKPT --num-samples 64 --nfe 2 --sigma-mid-index 430 --out samples/
+    python -m lct.sample CKPT --num-samples 64 --nfe 2 --out samples/
 
 Writes one PNG per sample (named by its seed), samples.npz (uint8 images NHWC, seeds, sigmas, latents)
 and grid.png. Sample i starts from the noise of seed + i (a 1-NFE sample is reproducible on its own;
@@ -19,22 +19,28 @@ from lct.core.sampling import multistep_sample
 from lct.eval.bundle import load_bundle
 from lct.eval.grid import image_grid, save_png
 from lct.eval.inception import to_uint8
-from lct.eval.sampling import GRID_POINTS, generate, nfe_sigmas, sigma_mid_at
+from lct.eval.sampling import generate
 
 
 def add_sigma_args(p: argparse.ArgumentParser) -> None:
     """The sigma options shared by lct.sample and lct.evaluate."""
     p.add_argument("--sigma-mid", type=float, default=None, help="2-NFE intermediate sigma (overrides the index)")
-    p.add_argument("--sigma-mid-index", type=int, default=430,
-                   help=f"index of sigma_mid on the {GRID_POINTS}-point Karras grid (paper's best 420-440)")
+    p.add_argument("--sigma-mid-index", type=int, default=None,
+                   help="index of sigma_mid on the checkpoint's mid_grid-point Karras grid (default: the "
+                        "checkpoint's method.sigma: index 430 of 641, the paper's best 420-440)")
     p.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--batch-size", type=int, default=64)
 
 
-def resolve_sigma_mid(args) -> float:
-    return args.sigma_mid if args.sigma_mid is not None else sigma_mid_at(args.sigma_mid_index)
+def resolve_sigma_mid(args, noise) -> float:
+    """--sigma-mid, else --sigma-mid-index on the checkpoint's grid, else the checkpoint's sigma_mid."""
+    if args.sigma_mid is not None:
+        return args.sigma_mid
+    if args.sigma_mid_index is not None:
+        return noise.grid_sigma(args.sigma_mid_index, noise.mid_grid)
+    return noise.sigma_mid
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,11 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> Path:
     args = parse_args(argv)
     bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
-    sigmas = args.sigmas or nfe_sigmas(args.nfe, resolve_sigma_mid(args))
+    sigmas = args.sigmas or bundle.noise.nfe_sigmas(args.nfe, resolve_sigma_mid(args, bundle.noise))
     seeds = list(range(args.seed, args.seed + args.num_samples))
     out = Path(args.out)
     (out / "png").mkdir(parents=True, exist_ok=True)
-    sample_fn = lambda noise, s: multistep_sample(bundle.model, noise, s)  # noqa: E731
+    sample_fn = lambda noise, s: multistep_sample(bundle.model, noise, s, bundle.noise.sigma_min)  # noqa: E731
     images, latents = [], []
     for chunk, x0, imgs in generate(sample_fn, seeds, bundle.latent_shape, sigmas, args.batch_size,
                                     bundle.codec.decode, args.device):

@@ -36,6 +36,7 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
 
 
 def check_choice(name: str, value: str, choices) -> None:
-    """Raise if `value` is not one of `choices`, listing them."""
+    """Raise LctError if `value` is not one of `choices`, naming the key and listing them."""
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")
+        from lct.errors import LctError
+        raise LctError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")

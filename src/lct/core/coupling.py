@@ -10,6 +10,7 @@ import torch
 from ._checks import check_choice, check_finite, check_same_shape
 
 OT_METHODS = ("exact", "pot", "sinkhorn")
+OT_SCOPES = ("local", "global")
 
 
 def sq_euclidean_cost(x0: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
@@ -44,3 +45,32 @@ def ot_pair(x0: torch.Tensor, noise: torch.Tensor, method: str = "exact", reg: f
     check_finite("noise", noise)
     perm = ot_permutation(sq_euclidean_cost(x0, noise), method, reg, generator)
     return noise[torch.as_tensor(perm, device=noise.device)]
+
+
+#----------------------------------------------------------------------------
+# Couplings (the `method.coupling` part, protocol `Coupling`): given this rank's x0 and the global
+# batch's unit noise, return this rank's noise rows.
+
+class NoCoupling:
+    """Independent x0 and noise (iCT)."""
+
+    def __call__(self, x0, noise_g, sl: slice, generator=None, gather=None) -> torch.Tensor:
+        return noise_g[sl]
+
+
+class MinibatchOT:
+    """Minibatch OT per process (scope local, the paper) or over the global batch (scope global: x0 is
+    gathered from every rank with `gather`; each rank keeps its slice of the one global permutation)."""
+
+    def __init__(self, method: str = "exact", scope: str = "local", reg: float = 0.05):
+        check_choice("method.coupling.method", method, OT_METHODS)
+        check_choice("method.coupling.scope", scope, OT_SCOPES)
+        self.method, self.scope, self.reg = method, scope, float(reg)
+
+    def __call__(self, x0, noise_g, sl: slice, generator=None, gather=None) -> torch.Tensor:
+        if self.scope == "local" or gather is None:
+            return ot_pair(x0, noise_g[sl], self.method, self.reg, generator)
+        x_g = gather(x0)                                                             # (B, C, H, W)
+        check_finite("x0 (global batch)", x_g)
+        perm = ot_permutation(sq_euclidean_cost(x_g, noise_g), self.method, self.reg, generator)
+        return noise_g[torch.as_tensor(perm, device=noise_g.device)][sl]

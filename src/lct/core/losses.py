@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import check_finite, check_same_shape
-from .metrics import robust_metric
+from .noise_levels import PAPER
 from .schedules import ict_weight
 
 
@@ -25,7 +25,7 @@ def td_pair(f, f_target, x0: torch.Tensor, noise: torch.Tensor, sigma_i: torch.T
     """(student, target): student with grad, target without, both passes under identical dropout masks.
 
     The student pass runs inside a fork of the CPU *and* CUDA generators, so the target pass replays
-    the same random draws (the authors' code forks only the CPU generator; SPEC §1).
+    the same random draws.
     """
     devices = [x0.device.index or 0] if x0.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -35,12 +35,12 @@ def td_pair(f, f_target, x0: torch.Tensor, noise: torch.Tensor, sigma_i: torch.T
     return student, target.detach()
 
 
-def consistency_loss(student: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, metric: str, c) -> torch.Tensor:
+def consistency_loss(student: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, metric, c) -> torch.Tensor:
     """Per-sample lambda * rho_c(student - target), shape (B,); the target never receives gradient."""
     check_same_shape("student", student, "target", target)
     check_finite("student", student)
     check_finite("target", target)
-    return weight.to(student) * robust_metric(metric, student - target.detach(), c)
+    return weight.to(student) * metric(student - target.detach(), c)
 
 
 #----------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def diffusion_mask(indices: torch.Tensor, n_scales: int, ratio: float) -> torch.
 
 
 def diffusion_loss(student: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor,
-                   sigma_data: float = 0.5, denominator: float | None = None) -> torch.Tensor:
+                   sigma_data: float = PAPER.sigma_data, denominator: float | None = None) -> torch.Tensor:
     """Mean over the selected samples of (1/sigma^2 + 1/sigma_d^2) mean_D (student - x0)^2; 0 if none.
 
     `denominator` replaces the local count of selected samples (data-parallel training passes the global
@@ -65,6 +65,21 @@ def diffusion_loss(student: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor,
     per_sample = (student - x0).flatten(1).square().mean(1) * (sigma.to(student) ** -2 + sigma_data**-2)
     n = mask.sum() if denominator is None else torch.as_tensor(float(denominator), device=student.device)
     return torch.where(n > 0, (per_sample * mask).sum() / n.clamp(min=1e-12), per_sample.new_zeros(()))
+
+
+class LowNoiseDiffusion:
+    """The `method.diffusion` part: weight w and tail fraction r of the diffusion term (w = 0: off)."""
+
+    def __init__(self, weight: float = 5.0, ratio: float = 0.25):
+        from lct.errors import LctError
+        if weight < 0:
+            raise LctError(f"method.diffusion.weight must be >= 0 (0 switches the term off), got {weight}")
+        if not 0.0 <= ratio <= 1.0:
+            raise LctError(f"method.diffusion.ratio must be in [0, 1], got {ratio}")
+        self.weight, self.ratio = float(weight), float(ratio)
+
+    def mask(self, indices: torch.Tensor, n_scales: int) -> torch.Tensor:
+        return diffusion_mask(indices, n_scales, self.ratio)
 
 
 #----------------------------------------------------------------------------
@@ -81,18 +96,18 @@ class LossTerms:
     diffusion_fraction: torch.Tensor  # share of the batch in the diffusion tail
 
 
-def lct_loss(f, f_target, x0, noise, sigma_i, sigma_next, indices, n_scales: int, metric: str = "cauchy",
-             c: float = 0.03456, diffusion_weight: float = 5.0, diffusion_ratio: float = 0.25,
-             sigma_data: float = 0.5, diffusion_denominator: float | None = None) -> LossTerms:
-    """L = L_CT + w L_diff (w = 0 switches the diffusion term off) for one batch."""
+def lct_loss(f, f_target, x0, noise, *, sigma_i, sigma_next, indices, n_scales: int, metric, c,
+             diffusion: LowNoiseDiffusion, sigma_data: float = PAPER.sigma_data,
+             diffusion_denominator: float | None = None) -> LossTerms:
+    """L = L_CT + w L_diff for one batch; `metric` a RobustMetric, `diffusion` the (w, r) part."""
     check_same_shape("x0", x0, "noise", noise)
     check_finite("x0", x0)
     check_finite("noise", noise)
     student, target = td_pair(f, f_target, x0, noise, sigma_i, sigma_next)
     weight = ict_weight(sigma_i, sigma_next)
     ct = consistency_loss(student, target, weight, metric, c).mean()
-    mask = diffusion_mask(indices, n_scales, diffusion_ratio) & (diffusion_weight > 0)
+    mask = diffusion.mask(indices, n_scales) & (diffusion.weight > 0)
     diff = diffusion_loss(student, x0, sigma_i, mask, sigma_data, diffusion_denominator)
-    return LossTerms(loss=ct + diffusion_weight * diff, consistency=ct.detach(), diffusion=diff.detach(),
+    return LossTerms(loss=ct + diffusion.weight * diff, consistency=ct.detach(), diffusion=diff.detach(),
                      weight=weight.detach(), residual=(student - target).detach(),
                      diffusion_fraction=mask.float().mean())

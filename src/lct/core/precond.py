@@ -5,19 +5,15 @@ with c_skip(sigma_min) = 1 and c_out(sigma_min) = 0 so that f(x, sigma_min) = x 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from ._checks import check_sigma_range
-from .schedules import SIGMA_MAX, SIGMA_MIN
-
-SIGMA_DATA = 0.5
+from .noise_levels import PAPER, NoiseLevels
 
 
 #----------------------------------------------------------------------------
-# Scalings; the *_unchecked forms are for the hot path, where sigma comes from a validated grid.
+# Scalings (unchecked: the hot path's sigma comes from a validated grid).
 
 def _scalings(sigma: torch.Tensor, sigma_data: float, sigma_min: float):
     c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
@@ -26,12 +22,11 @@ def _scalings(sigma: torch.Tensor, sigma_data: float, sigma_min: float):
     return c_skip, c_out, c_in
 
 
-def boundary_scalings(sigma, sigma_data: float = SIGMA_DATA, sigma_min: float = SIGMA_MIN,
-                      sigma_max: float = SIGMA_MAX):
+def boundary_scalings(sigma, noise: NoiseLevels = PAPER):
     """(c_skip, c_out, c_in) at noise level sigma; ValueError outside [sigma_min, sigma_max]."""
-    check_sigma_range("sigma", sigma, sigma_min, sigma_max)
+    check_sigma_range("sigma", sigma, noise.sigma_min, noise.sigma_max)
     return _scalings(torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None),
-                     sigma_data, sigma_min)
+                     noise.sigma_data, noise.sigma_min)
 
 
 def c_noise(sigma) -> torch.Tensor:
@@ -42,41 +37,23 @@ def c_noise(sigma) -> torch.Tensor:
     return 250.0 * torch.log(s)
 
 
-@dataclass(frozen=True)
-class Preconditioning:
-    """The constants of the parametrization, apart from any backbone."""
-
-    sigma_data: float = SIGMA_DATA
-    sigma_min: float = SIGMA_MIN
-    sigma_max: float = SIGMA_MAX
-
-    def scalings(self, sigma: torch.Tensor):
-        """(c_skip, c_out, c_in) without range checks (hot path)."""
-        return _scalings(sigma, self.sigma_data, self.sigma_min)
-
-    def check(self, sigma) -> None:
-        """Validate sigma against [sigma_min, sigma_max]."""
-        check_sigma_range("sigma", sigma, self.sigma_min, self.sigma_max)
-
-
 #----------------------------------------------------------------------------
 
 class ConsistencyFunction(nn.Module):
     """f_theta = preconditioning around a backbone F_theta(x_in (B,C,H,W), c_noise (B,)) -> (B,C,H,W)."""
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = SIGMA_DATA, sigma_min: float = SIGMA_MIN,
-                 sigma_max: float = SIGMA_MAX):
+    def __init__(self, backbone: nn.Module, noise: NoiseLevels = PAPER):
         super().__init__()
-        self.backbone = backbone
-        self.precond = Preconditioning(sigma_data, sigma_min, sigma_max)
+        self.backbone, self.noise = backbone, noise
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         # sigma: python float / CPU tensor are range-checked for free; device tensors come from the
         # validated Karras grid in training, and checking them would cost a host sync per forward.
         if not torch.is_tensor(sigma) or sigma.device.type == "cpu":
-            self.precond.check(sigma)
+            check_sigma_range("sigma", sigma, self.noise.sigma_min, self.noise.sigma_max)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
         sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma           # (B,)
-        c_skip, c_out, c_in = (c.view(-1, 1, 1, 1) for c in self.precond.scalings(sigma))
+        scalings = _scalings(sigma, self.noise.sigma_data, self.noise.sigma_min)
+        c_skip, c_out, c_in = (c.view(-1, 1, 1, 1) for c in scalings)
         F = self.backbone(c_in * x, 250.0 * torch.log(sigma))                        # (B,C,H,W)
         return c_skip * x + c_out * F

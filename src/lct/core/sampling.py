@@ -6,11 +6,11 @@ import math
 import torch
 
 from ._checks import check_finite
-from .schedules import SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from .noise_levels import PAPER
 
 
 @torch.no_grad()
-def multistep_sample(f, noise: torch.Tensor, sigmas, sigma_min: float = SIGMA_MIN,
+def multistep_sample(f, noise: torch.Tensor, sigmas, sigma_min: float = PAPER.sigma_min,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """x0 after len(sigmas) evaluations: x0 = f(sigma_0 n); x0 = f(x0 + sqrt(s^2 - sigma_min^2) z, s)."""
     sigmas = [float(s) for s in sigmas]
@@ -28,19 +28,13 @@ def multistep_sample(f, noise: torch.Tensor, sigmas, sigma_min: float = SIGMA_MI
     return x0
 
 
-def onestep_sample(f, noise: torch.Tensor, sigma_max: float = SIGMA_MAX) -> torch.Tensor:
+def onestep_sample(f, noise: torch.Tensor, sigma_max: float = PAPER.sigma_max) -> torch.Tensor:
     """1 NFE: x0 = f(sigma_max n, sigma_max)."""
     return multistep_sample(f, noise, [sigma_max])
 
 
-def twostep_sample(f, noise: torch.Tensor, sigma_mid: float, sigma_max: float = SIGMA_MAX,
-                   sigma_min: float = SIGMA_MIN, generator: torch.Generator | None = None) -> torch.Tensor:
-    """2 NFE with the intermediate level sigma_mid (paper: index 420-440 of the 641-point grid)."""
+def twostep_sample(f, noise: torch.Tensor, sigma_mid: float, sigma_max: float = PAPER.sigma_max,
+                   sigma_min: float = PAPER.sigma_min, generator: torch.Generator | None = None) -> torch.Tensor:
+    """2 NFE with the intermediate level sigma_mid (NoiseLevels.sigma_mid: the paper's grid index 430 of 641)."""
     return multistep_sample(f, noise, [sigma_max, sigma_mid], sigma_min, generator)
 
-
-def grid_sigma(index: int, n: int = 641, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> float:
-    """sigma at `index` of the n-point Karras grid (e.g. grid_sigma(430) ~ 0.44)."""
-    if not 0 <= index < n:
-        raise ValueError(f"index must be in [0, {n}), got {index}")
-    return float(karras_sigmas(n, sigma_min, sigma_max)[index])

@@ -1,4 +1,6 @@
-"""Noise grid, discretization curriculum and noise-level sampling (iCT, Song & Dhariwal 2023 §3.3-3.5).
+"""Discretization curriculum, noise-level sampling and weighting (iCT, Song & Dhariwal 2023 §3.3-3.5).
+
+The Karras grid itself lives with the noise levels (noise_levels.karras_sigmas).
 
 Every schedule is a pure function of its arguments (the global step, never mutable state) so a resumed
 run lands on exactly the same N, sigma grid and c.
@@ -11,24 +13,7 @@ import torch
 
 from ._checks import check_finite
 
-SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0
 P_MEAN, P_STD = -1.1, 2.0
-
-
-#----------------------------------------------------------------------------
-# Karras et al. 2022 eq. 5: sigma_i, i = 0..N-1, descending (sigma_0 = sigma_max).
-
-def karras_sigmas(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
-                  rho: float = RHO, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The N-point Karras grid from sigma_max down to sigma_min."""
-    n = int(n)
-    if n < 2:
-        raise ValueError(f"n (number of grid points) must be >= 2, got {n}")
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
-    ramp = torch.arange(n, dtype=torch.float64) / (n - 1)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return ((hi + ramp * (lo - hi)) ** rho).to(dtype)
 
 
 #----------------------------------------------------------------------------
@@ -41,7 +26,8 @@ def num_scales(step: int, total_steps: int, s0: int = 10, s1: int = 640) -> int:
         raise ValueError(f"need total_steps >= 1 and step >= 0, got step={step}, total_steps={total_steps}")
     if not 1 <= s0 <= s1:
         raise ValueError(f"need 1 <= s0 <= s1, got s0={s0}, s1={s1}")
-    k_prime = max(total_steps // (int(math.log2(s1 // s0)) + 1), 1)  # K' = floor(K / (log2 floor(s1/s0) + 1))
+    # K' = floor(K / (log2 floor(s1/s0) + 1)): the log itself is not floored (iCT eq. 8).
+    k_prime = max(math.floor(total_steps / (math.log2(s1 // s0) + 1)), 1)
     return int(min(s0 * 2 ** (step // k_prime), s1)) + 1
 
 
@@ -79,3 +65,36 @@ def ict_weight(sigma_i: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
     if bool((gap <= 0).any()):
         raise ValueError("ict_weight needs sigma_i > sigma_next for every pair")
     return 1.0 / gap
+
+
+#----------------------------------------------------------------------------
+# Index samplers (the `method.noise` part): p(i) over the N-1 grid intervals.
+
+class LogNormalIndices:
+    """iCT's discretized lognormal p(i) (eq. 10)."""
+
+    def __init__(self, p_mean: float = P_MEAN, p_std: float = P_STD):
+        self.p_mean, self.p_std = float(p_mean), float(p_std)
+
+    def probs(self, sigmas: torch.Tensor) -> torch.Tensor:
+        return lognormal_index_probs(sigmas, self.p_mean, self.p_std)
+
+
+class UniformIndices:
+    """Uniform p(i) (the original CM sampler)."""
+
+    def probs(self, sigmas: torch.Tensor) -> torch.Tensor:
+        return uniform_index_probs(sigmas)
+
+
+class Curriculum:
+    """iCT's doubling curriculum N(k) = min(s0 2^floor(k/K'), s1) + 1 (the `method.curriculum` part)."""
+
+    def __init__(self, s0: int = 10, s1: int = 640):
+        if not 1 <= int(s0) <= int(s1):
+            from lct.errors import LctError
+            raise LctError(f"method.curriculum needs 1 <= s0 <= s1, got s0={s0}, s1={s1}")
+        self.s0, self.s1 = int(s0), int(s1)
+
+    def __call__(self, step: int, total_steps: int) -> int:
+        return num_scales(step, total_steps, self.s0, self.s1)

@@ -5,23 +5,25 @@ import os
 import numpy as np
 import torch
 
+from lct.core.noise_levels import NoiseLevels
+
 from lct.data.shards import METADATA, LatentDataError, load_stats, read_metadata
 from lct.data.vae import load_vae, weights_fingerprint
 
-SIGMA_DATA = 0.5  # x0 = 0.5 * (z - mu) / s has per-element std sigma_data (SPEC §1)
 
 
 class LatentCodec:
-    """x0 = 0.5 (z - mu) / s and back; `decode` runs the VAE (loaded on first use) to images in [-1, 1]."""
+    """x0 = sigma_data (z - mu) / s and back (per-element std sigma_data); `decode` runs the VAE (loaded on
+    first use) to images in [-1, 1]."""
 
     def __init__(self, mean, std, vae_ref: str, vae_weights: str | None = None,
                  image_channels: int | None = None, image_size: int | None = None,
-                 decode_batch_size: int = 64):
+                 decode_batch_size: int = 64, sigma_data: float = NoiseLevels.sigma_data):
         self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)  # (C, H, W)
         self.std = torch.as_tensor(np.asarray(std), dtype=torch.float32)    # (C, H, W)
         self.vae_ref, self.vae_weights = vae_ref, vae_weights
         self.image_channels, self.image_size = image_channels, image_size
-        self.decode_batch_size = decode_batch_size
+        self.decode_batch_size, self.sigma_data = decode_batch_size, float(sigma_data)
         self.device = torch.device("cpu")
         self._vae = None
 
@@ -47,11 +49,11 @@ class LatentCodec:
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """VAE latent z (B, C, H, W) -> training x0."""
-        return SIGMA_DATA * (z - self.mean.to(z)) / self.std.to(z)
+        return self.sigma_data * (z - self.mean.to(z)) / self.std.to(z)
 
     def denormalize(self, x0: torch.Tensor) -> torch.Tensor:
         """Training x0 -> VAE latent z."""
-        return x0 * self.std.to(x0) / SIGMA_DATA + self.mean.to(x0)
+        return x0 * self.std.to(x0) / self.sigma_data + self.mean.to(x0)
 
     @property
     def vae(self):

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from lct.core.noise_levels import NoiseLevels
 from lct.data.builtin import ensure_builtin
 from lct.data.codec import LatentCodec
 from lct.data.loader import LatentBatchDataset, step_loader
@@ -31,21 +32,22 @@ def resolve_root(root: str | os.PathLike) -> Path:
 
 
 class LatentDataModule(L.LightningDataModule):
-    """Memory-mapped latent shards -> batches of x0 = 0.5 (z - mu) / s, sharded across DDP ranks."""
+    """Memory-mapped latent shards -> batches of x0 = sigma_data (z - mu) / s, sharded across DDP ranks."""
 
     def __init__(self, root: str, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  seed: int = 0, builtin: str | None = None, latent_channels: int | None = None,
                  latent_resolution: int | None = None, persistent_workers: bool = True, vae: str | None = None, epochs: int | None = None,
-                 name: str | None = None):
+                 name: str | None = None, sigma_data: float = NoiseLevels.sigma_data):
         """`epochs` and `name` are read by the trainer config; they are accepted here so that the
-        whole `data` group can be instantiated. `vae` overrides the VAE path recorded in metadata."""
+        whole `data` group can be instantiated. `vae` overrides the VAE path recorded in metadata;
+        `sigma_data` comes from the run's method.sigma.data."""
         super().__init__()
         self.root = resolve_root(root)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.seed, self.builtin = seed, builtin
         self.persistent_workers, self.vae_override = persistent_workers, vae
         self.latent_channels, self.latent_resolution = latent_channels, latent_resolution
-        self.epochs, self.name = epochs, name
+        self.epochs, self.name, self.sigma_data = epochs, name, float(sigma_data)
         self.codec: LatentCodec | None = None
         self.dataset: LatentBatchDataset | None = None
 
@@ -62,10 +64,10 @@ class LatentDataModule(L.LightningDataModule):
         meta = read_metadata(self.root)
         self._check_shape(meta)
         mean, std = load_stats(self.root, meta)
-        self.dataset = LatentBatchDataset(LatentShards(self.root, meta), mean, std)
+        self.dataset = LatentBatchDataset(LatentShards(self.root, meta), mean, std, self.sigma_data)
         self.codec = LatentCodec(mean, std, self.vae_override or meta["vae"]["ref"],
                                  meta["vae"]["weights_fingerprint"], meta["image"]["channels"],
-                                 meta["image"]["size"])
+                                 meta["image"]["size"], sigma_data=self.sigma_data)
         log.info("latents: %d x %s from %s", len(self.dataset), meta["latent"]["shape"], self.root)
 
     def _check_shape(self, meta: dict) -> None:

@@ -17,12 +17,12 @@ from lct.data.shards import LatentShards
 
 
 class LatentBatchDataset(Dataset):
-    """dataset[index_array] -> normalized x0 batch (B, C, H, W) float32: x0 = 0.5 (z - mu) / s."""
+    """dataset[index_array] -> normalized x0 batch (B, C, H, W) float32: x0 = sigma_data (z - mu) / s."""
 
-    def __init__(self, shards: LatentShards, mean: np.ndarray, std: np.ndarray):
+    def __init__(self, shards: LatentShards, mean: np.ndarray, std: np.ndarray, sigma_data: float):
         self.shards = shards
         self.mean = np.ascontiguousarray(mean, dtype=np.float32)
-        self.scale = np.ascontiguousarray(0.5 / std, dtype=np.float32)
+        self.scale = np.ascontiguousarray(sigma_data / std, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.shards)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from lct.core.schedules import SIGMA_MAX
+from lct.core.noise_levels import PAPER
 
 
 class CheckpointMismatch(ValueError):
@@ -46,7 +46,7 @@ def check_latent_shape(model, latent_shape, codec=None, device: str | torch.devi
                                  f"but the codec/data decodes latents {decoded}")
     probe = torch.zeros((1, *latent_shape), device=device)
     try:
-        out = model(probe, SIGMA_MAX)
+        out = model(probe, getattr(model, "noise", PAPER).sigma_max)
     except (RuntimeError, ValueError) as err:
         raise CheckpointMismatch(f"the checkpoint's model ({type(getattr(model, 'backbone', model)).__name__}) "
                                  f"rejects latents of shape {latent_shape}: {err}") from err

@@ -14,10 +14,12 @@ import lightning as L
 import torch
 from torch import nn
 
+from lct.core.noise_levels import PAPER
+
 from .grid import image_grid, save_png, side_by_side
 from .metrics import GenerativeMetrics
 from .reference import decoded_batches, extract_features, load_or_compute_reference, make_provenance
-from .sampling import generate, nfe_sigmas, rank_seeds, sigma_mid_at
+from .sampling import generate, rank_seeds
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +29,32 @@ class SampleGridCallback(L.Callback):
     under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features."""
 
     def __init__(self, every_n_steps: int = 500, grid_size: int = 64, sigma_mid: float | None = None,
-                 sigma_mid_index: int = 430, seed: int = 0, nfe: tuple[int, ...] = (1, 2),
+                 sigma_mid_index: int | None = None, seed: int = 0, nfe: tuple[int, ...] = (1, 2),
                  at_train_end: bool = True):
         super().__init__()
         if every_n_steps < 1:
             raise ValueError(f"need every_n_steps >= 1, got {every_n_steps}")
         self.every_n_steps, self.grid_size, self.seed = int(every_n_steps), int(grid_size), int(seed)
-        self.sigma_mid = float(sigma_mid) if sigma_mid is not None else sigma_mid_at(sigma_mid_index)
+        # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
+        self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
+        self._use_noise_levels(PAPER)
         self.nfe, self.at_train_end = tuple(int(n) for n in nfe), bool(at_train_end)
         self._dir: Path | None = None
         self._last_step = -1
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER))
         self._dir = None
         self._run_dir(trainer)
+
+    def _use_noise_levels(self, noise) -> None:
+        self.noise = noise
+        if self._sigma_mid is not None:
+            self.sigma_mid = float(self._sigma_mid)
+        elif self.sigma_mid_index is not None:
+            self.sigma_mid = noise.grid_sigma(self.sigma_mid_index, noise.mid_grid)
+        else:
+            self.sigma_mid = noise.sigma_mid
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -64,7 +78,7 @@ class SampleGridCallback(L.Callback):
         sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
         seeds = list(range(self.seed, self.seed + self.grid_size))
         grids = [image_grid(torch.cat([img.cpu() for _, _, img in generate(
-            sample_fn, seeds, shape, nfe_sigmas(n, self.sigma_mid), 256, codec.decode, pl_module.device)]))
+            sample_fn, seeds, shape, self.noise.nfe_sigmas(n, self.sigma_mid), 256, codec.decode, pl_module.device)]))
             for n in self.nfe]
         self._save_grid(trainer, side_by_side(grids))
 
@@ -101,7 +115,7 @@ class SampleEvalCallback(SampleGridCallback):
     """Sample, score and log `val/{fid,kid,precision,recall}_{n}nfe` plus a 1|2-NFE sample grid PNG."""
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 500, batch_size: int = 50,
-                 sigma_mid: float | None = None, sigma_mid_index: int = 430, seed: int = 0,
+                 sigma_mid: float | None = None, sigma_mid_index: int | None = None, seed: int = 0,
                  nfe: tuple[int, ...] = (1, 2), num_reference: int = 1000, reference_path: str | None = None,
                  on_stale: str = "recompute", grid_size: int = 36, kid_subset_size: int = 1000,
                  inception_path: str | None = None, resize_mode: str = "tf1_bilinear",
@@ -168,7 +182,7 @@ class SampleEvalCallback(SampleGridCallback):
         sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
         results, grids = {}, []
         for nfe in self.nfe:
-            sigmas = nfe_sigmas(nfe, self.sigma_mid)
+            sigmas = self.noise.nfe_sigmas(nfe, self.sigma_mid)
             self.metrics.reset_fake()
             shown = []
             for _, _, images in generate(sample_fn, seeds, shape, sigmas, self.batch_size, codec.decode, pl_module.device):

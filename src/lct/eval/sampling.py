@@ -1,4 +1,4 @@
-"""Seeded generation of image batches at a given list of sigmas (1 NFE: [80]; 2 NFE: [80, sigma_mid]).
+"""Seeded generation of image batches at a given list of sigmas (1 NFE: [sigma_max]; 2 NFE: [sigma_max, sigma_mid]).
 
 The initial noise is drawn per sample from its own seed, so a 1-NFE sample is the same image whatever
 the batch size or the number of DDP ranks. The re-noising draws of multi-step sampling come from the
@@ -10,27 +10,6 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 import torch
-
-from lct.core.sampling import grid_sigma
-from lct.core.schedules import SIGMA_MAX
-
-# The paper's best 2-NFE setting lies at indices 420-440 of the 641-point Karras grid (sigma ~0.53-0.37).
-GRID_POINTS, SIGMA_MID_INDEX = 641, 430
-
-
-def sigma_mid_at(index: int = SIGMA_MID_INDEX, n: int = GRID_POINTS) -> float:
-    """sigma at `index` of the n-point Karras grid."""
-    return grid_sigma(index, n)
-
-
-def nfe_sigmas(nfe: int, sigma_mid: float | None = None, sigma_max: float = SIGMA_MAX) -> list[float]:
-    """The sigma list for 1 or 2 NFE."""
-    if nfe == 1:
-        return [sigma_max]
-    if nfe == 2:
-        return [sigma_max, sigma_mid_at() if sigma_mid is None else float(sigma_mid)]
-    raise ValueError(f"nfe must be 1 or 2 (give an explicit sigma list for more), got {nfe}")
-
 
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
     """(len(seeds), *shape) unit Gaussian noise, row i drawn from a CPU generator seeded with seeds[i]."""

@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lct.builders import build_datamodule, build_objective, build_student, noise_levels
 from lct.train.callbacks import AtomicCheckpointIO
 from lct.train.module import ConsistencyModule
 
@@ -40,16 +41,17 @@ def build(cfg: DictConfig):
         # Spawned ranks receive the module's tensors through shared memory; the default file-descriptor
         # passing fails for large storages in some sandboxes (gVisor: "unable to resize file").
         torch.multiprocessing.set_sharing_strategy("file_system")
-    datamodule = instantiate(cfg.data, _recursive_=False)
-    datamodule.prepare_data()
+    levels = noise_levels(cfg)
+    datamodule = build_datamodule(cfg)
     K = total_steps(cfg, datamodule.num_items)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved["latent_shape"] = list(datamodule.latent_shape)
+    student = build_student(cfg)
     module = ConsistencyModule(
-        backbone=instantiate(cfg.backbone, _convert_="all"), optimizer=instantiate(cfg.optimizer, _convert_="all"),
-        method=resolved["method"], ema=resolved["ema"], target=resolved["target"], total_steps=K,
-        latent_shape=datamodule.latent_shape, seed=cfg.seed, log_every=cfg.log_every,
-        max_nonfinite=cfg.max_nonfinite, run_config=resolved)
+        student=student, objective=build_objective(cfg, student, K, datamodule.latent_shape),
+        optimizer=instantiate(cfg.optimizer, _convert_="all"), ema=resolved["ema"],
+        latent_shape=datamodule.latent_shape, log_every=cfg.log_every, max_nonfinite=cfg.max_nonfinite,
+        run_config=resolved)
+    log.info("noise levels: %s", levels)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],

@@ -5,6 +5,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lct.core.noise_levels import NoiseLevels
 from lct.data.loader import step_loader
 
 
@@ -22,15 +23,15 @@ class _Rows(Dataset):
 
 
 class SyntheticLatentDataModule(L.LightningDataModule):
-    """N(0, 0.5^2) tensors of `latent_shape` (std sigma_data, like normalized latents); no codec."""
+    """N(0, sigma_data^2) tensors of `latent_shape` (like normalized latents); no codec."""
 
     def __init__(self, num_items: int = 1024, latent_channels: int = 4, latent_resolution: int = 8,
-                 batch_size: int = 64, seed: int = 0, **_):
+                 batch_size: int = 64, seed: int = 0, sigma_data: float = NoiseLevels.sigma_data, **_):
         super().__init__()
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.latent_shape = (latent_channels, latent_resolution, latent_resolution)
         g = torch.Generator().manual_seed(seed)
-        self.data = 0.5 * torch.randn((num_items, *self.latent_shape), generator=g)
+        self.data = sigma_data * torch.randn((num_items, *self.latent_shape), generator=g)
         self.codec = None
 
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,55 @@
+"""Build the model and the objective from a run config: one path for training, sampling and evaluation."""
+from __future__ import annotations
+
+import math
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from lct.core import ConsistencyFunction, ConsistencyObjective, NoiseLevels
+from lct.errors import LctError
+
+
+def noise_levels(cfg) -> NoiseLevels:
+    """The run's noise levels (`method.sigma`)."""
+    return NoiseLevels.from_config(cfg.method.sigma)
+
+
+def _part(cfg, key: str, **kwargs):
+    """Instantiate `method.<key>`; a part's own LctError surfaces as itself (one line naming the key)."""
+    node = cfg.method.get(key)
+    if node is None or "_target_" not in node:
+        raise LctError(f"method.{key} needs a _target_ (choose a conf/ group option); got {node}")
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, LctError):
+            raise err.__cause__ from None
+        if "Error locating target" in str(err):
+            raise LctError(f"method.{key}._target_ {node['_target_']!r} cannot be imported; pick an option of "
+                           f"its conf/ group or give an importable class") from None
+        raise
+
+
+def build_datamodule(cfg):
+    """The data module, scaling latents to the run's sigma_data; prepared (built-in data encoded)."""
+    dm = instantiate(cfg.data, sigma_data=noise_levels(cfg).sigma_data, _recursive_=False)
+    dm.prepare_data()
+    return dm
+
+
+def build_student(cfg) -> ConsistencyFunction:
+    """f_theta: the configured backbone inside the preconditioning of the run's noise levels."""
+    return ConsistencyFunction(instantiate(cfg.backbone, _convert_="all"), noise_levels(cfg))
+
+
+def build_objective(cfg, student, total_steps: int, latent_shape) -> ConsistencyObjective:
+    """The per-step method from `method.*`; the c schedule gets D = C*H*W, the teacher the student."""
+    teacher = _part(cfg, "teacher")
+    teacher.bind(student)
+    return ConsistencyObjective(
+        levels=noise_levels(cfg), metric=_part(cfg, "metric"),
+        c=_part(cfg, "c", _partial_=True)(dim=math.prod(int(s) for s in latent_shape)),
+        coupling=_part(cfg, "coupling"), noise=_part(cfg, "noise"), teacher=teacher,
+        diffusion=_part(cfg, "diffusion"), curriculum=_part(cfg, "curriculum"),
+        total_steps=total_steps, seed=int(cfg.seed))
