@@ -18,12 +18,13 @@ def read_checkpoint_file(path, mmap: bool = False) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
+        refused = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
+        if refused:
             raise LctError(f"{path} was not loaded: it holds Python objects that could run code when unpickled "
-                           "(lct checkpoints hold only tensors and plain values); use a checkpoint written by "
-                           "`python -m lct.train`") from None
-        raise LctError(f"{path} is not a PyTorch checkpoint ({_first_line(err)}); pass a .ckpt written by "
-                       "`python -m lct.train`") from None
+                           f"({refused[0]}); lct checkpoints hold only tensors and plain values: use a checkpoint "
+                           "written by `python -m lct.train`") from None
+        raise LctError(f"{path} is not a checkpoint (its pickle is not one torch.save writes); pass a .ckpt "
+                       "written by `python -m lct.train`") from None
     except Exception as err:  # noqa: BLE001 -- whatever a foreign or cut-off file makes torch.load raise
         raise LctError(f"{path} is truncated or not a checkpoint ({_first_line(err)}); use another checkpoint "
                        "of the run (e.g. checkpoints/epoch=*-step=*.ckpt) or retrain") from None
