@@ -61,7 +61,8 @@ def read_metadata(root: str | os.PathLike, require_complete: bool = True) -> dic
     try:
         meta = json.loads(path.read_text())
     except (ValueError, OSError) as err:
-        raise LatentDataError(f"{path} is unreadable or cut off ({err}); re-encode with `{encode_hint(root)}`") from None
+        raise LatentDataError(f"{path} is unreadable or cut off ({err}); re-encode with "
+                              f"`{encode_hint(root)}`") from None
     if meta.get("format") != FORMAT:
         raise LatentDataError(f"{path} is not an lct latent metadata file (format {meta.get('format')!r})")
     if require_complete and not meta.get("complete"):
