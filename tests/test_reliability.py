@@ -146,6 +146,11 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
     assert last["global_step"] == 4
     from lct.train.resume import resolve_ckpt
     assert Path(resolve_ckpt(_cfg(tmp_path, *common))).name == "last.ckpt"   # step-4 tie: last.ckpt
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(last_bytes := (ckpts / "last.ckpt").read_bytes()[:5000])
+    with pytest.raises(LctError, match="cut.ckpt is truncated"):             # an explicit ckpt_path too
+        _train(tmp_path / "other", *common, f"ckpt_path={cut}")
+    assert cut.read_bytes() == last_bytes
 
 
 # --- 4: config drift on resume --------------------------------------------------------------------------
@@ -183,7 +188,7 @@ def test_builtin_refuses_a_root_holding_the_users_latents(tmp_path):
     root = tmp_path / "mine"
     _latent_root(root)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    with pytest.raises(LctError, match=r"not lct's built-in mnist cache.*data\.builtin=null"):
+    with pytest.raises(LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*builtin=null"):
         ensure_builtin(root, "mnist")
     assert all(p.read_bytes() == b for p, b in before.items())
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from lct.data.encoding import EncodeOptions, encode_latents
-from lct.data.shards import MEAN, METADATA, STD, LatentDataError
+from lct.data.shards import MEAN, METADATA, STD, LatentDataError, read_metadata
 from lct.errors import LctError
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,13 @@ def ensure_builtin(root: str | Path, name: str) -> dict:
             meta = encode_latents(opts)
         except LatentDataError as err:
             if not marker.exists():
+                found = read_metadata(root, require_complete=False)
                 raise LctError(
-                    f"data.root={root} holds latents that are not lct's built-in {name} cache ({err}); lct will "
-                    f"not overwrite them. To train on them add `data.builtin=null data.latent_channels=null "
-                    f"data.latent_resolution=null`; for the built-in {name} choose another data.root"
+                    f"data.root={root} holds other latents ({found.get('count')} from "
+                    f"{found.get('source', {}).get('spec')}, {root / METADATA}), not lct's built-in {name} cache, "
+                    "and lct will not overwrite them. To train on them add `data.builtin=null "
+                    f"data.latent_channels=null data.latent_resolution=null`; for the built-in {name} choose "
+                    "another data.root"
                 ) from None
             # A cache from an older shipped VAE or other settings, marked as ours: rebuild it.
             log.warning("rebuilding the built-in %s cache at %s (%s)", name, root, err)

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lct.ckpt_io import read_checkpoint_file
 from lct.errors import LctError
 
 # The temporary name of a checkpoint being written (.<name>.tmp-<pid>); lct.train.resume removes the
@@ -23,7 +24,11 @@ def tmp_name(path: Path) -> Path:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temporary file in the same folder, then os.replace: a kill mid-save never corrupts
-    the previous checkpoint (Lightning's default writes the target path in place)."""
+    the previous checkpoint (Lightning's default writes the target path in place). Reads go through
+    read_checkpoint_file: weights_only=True, and a bad file is an LctError naming it."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return read_checkpoint_file(path)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
