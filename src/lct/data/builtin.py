@@ -38,7 +38,7 @@ def ensure_builtin(root: str | Path, name: str) -> dict:
     opts = EncodeOptions(out=str(root), workers=1, command=f"LatentDataModule(builtin={name!r}).prepare_data()",
                          **BUILTIN_DATASETS[name])
     # A lock file keeps two processes (a multirun, parallel tests) from encoding into one cache at once.
-    with open(root / ".lock", "w") as lock:
+    with open(root / ".lock", "a") as lock:     # "a": never truncates a file of that name
         fcntl.flock(lock, fcntl.LOCK_EX)
         marker = root / MARKER
         if not (root / METADATA).exists() and not marker.exists():
