@@ -50,6 +50,7 @@ def test_builtin_cache_is_reused(mnist_dm):
     mnist_dm.prepare_data()
     assert time.time() - start < 15  # no re-encode: only metadata and the shipped VAE are read
     assert json.loads((mnist_dm.root / "metadata.json").read_text())["count"] == 5000
+    assert (mnist_dm.root / ".lct-builtin.json").is_file()   # marks the root as lct's to rebuild
 
 
 def test_round_trip_psnr_above_floor(mnist_dm):

@@ -10,6 +10,7 @@ from lct.data.encoding import EncodeOptions, encode_latents
 from lct.data.shards import LatentDataError, LatentShards
 from lct.data.vae import save_tiny_vae
 from lct.encode import main as encode_main
+from lct.errors import LctError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -92,7 +93,7 @@ def test_empty_folder_is_a_clear_error(tmp_path, tiny_vae):
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match="holds no images"):
         encode_latents(_opts(tmp_path / "empty", tmp_path / "lat", tiny_vae))
-    with pytest.raises(FileNotFoundError, match="neither a built-in"):
+    with pytest.raises(LctError, match="neither a built-in"):
         encode_latents(_opts(tmp_path / "missing", tmp_path / "lat", tiny_vae))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lct.cli import run_cli
 from lct.core.noise_levels import NoiseLevels
 from lct.data.shards import LatentShards, load_stats, read_metadata
 from lct.data.sources import open_source, to_model_input
@@ -129,4 +130,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

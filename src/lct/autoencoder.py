@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lct.cli import run_cli
 from lct.data.sources import load_mnist
 
 log = logging.getLogger(__name__)
@@ -144,4 +145,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -6,7 +6,6 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lct.core import ConsistencyFunction, NoiseLevels
+from lct.ckpt_io import read_checkpoint_file
 from lct.errors import LctError
 
 
@@ -59,19 +59,8 @@ def weight_prefixes(decays) -> dict[str, str]:
 
 
 def _read(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise LctError(f"no checkpoint at {path}: pass the .ckpt file a training run wrote (<run>/checkpoints/)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LctError(f"{path} holds objects other than tensors and plain data ({first}); refusing to load it: "
-                       "lct checkpoints never need code to load") from None
-    except Exception as err:        # any other failure to parse an untrusted file: truncated, not torch
-        raise LctError(f"{path} is not a readable checkpoint (truncated or not a torch file: "
-                       f"{type(err).__name__}); use another checkpoint of the run") from None
-    if not isinstance(ckpt, dict) or "lct" not in ckpt or "state_dict" not in ckpt:
+    ckpt = read_checkpoint_file(path)
+    if "lct" not in ckpt or "state_dict" not in ckpt:
         raise LctError(f"{path} is not an lct training checkpoint (written by `python -m lct.train`)")
     return ckpt
 

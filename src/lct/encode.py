@@ -13,6 +13,7 @@ import logging
 import shlex
 import sys
 
+from lct.cli import run_cli
 from lct.data.encoding import EncodeOptions, encode_latents, finalize_stats
 
 
@@ -57,4 +58,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from lct.cli import run_cli
 from lct.core.sampling import multistep_sample
 from lct.eval.bundle import load_bundle
 from lct.eval.inception import ENV_VAR, RESIZE_MODES
@@ -140,4 +141,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lct.cli import run_cli
 from lct.core.sampling import multistep_sample
 from lct.eval.bundle import load_bundle
 from lct.eval.grid import image_grid, save_png
@@ -87,4 +88,4 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

