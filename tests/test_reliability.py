@@ -158,7 +158,7 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
 def test_resume_with_another_config_is_refused_then_recorded(tmp_path):
     _train(tmp_path, "trainer.max_steps=2")
     stored = (tmp_path / "run" / "config_resolved.yaml").read_text()
-    with pytest.raises(LctError, match=r"method\.metric: 'cauchy' -> 'pseudo_huber'.*resume_changes=allow"):
+    with pytest.raises(LctError, match=r"method\.metric\._target_: 'lct\.core\.metrics\.Cauchy' -> 'lct\.core\.metrics\.PseudoHuber'.*resume_changes=allow"):
         _train(tmp_path, "trainer.max_steps=2", "experiment=ilct")
     with pytest.raises(LctError, match=r"trainer\.max_steps: 2 -> 3"):
         _train(tmp_path, "trainer.max_steps=3")
