@@ -68,7 +68,7 @@ def coverage(probs: torch.Tensor) -> float:
     """Entropy of the predicted-label histogram / ln 10: 1 when every digit is predicted equally often."""
     counts = torch.bincount(probs.argmax(1), minlength=NUM_CLASSES).double()
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * p.log()).sum() / math.log(NUM_CLASSES))
+    return float((p * p.reciprocal().log()).sum() / math.log(NUM_CLASSES))
 
 
 class DigitScorer:
