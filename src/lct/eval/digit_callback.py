@@ -12,6 +12,8 @@ import logging
 import lightning as L
 import torch
 
+from lct.errors import LctError
+
 from .digits import DigitScorer
 from .sampling import generate, nfe_sigmas, sigma_mid_at
 
@@ -35,7 +37,8 @@ class DigitMetricCallback(L.Callback):
                  seed: int = 0, classifier_path: str | None = None, at_train_end: bool = True):
         super().__init__()
         if every_n_steps < 1 or num_samples < 2:
-            raise ValueError(f"need every_n_steps >= 1 and num_samples >= 2, got {every_n_steps}, {num_samples}")
+            raise LctError(f"callbacks.digits needs every_n_steps >= 1 and num_samples >= 2, got {every_n_steps} "
+                           f"and {num_samples}; fix them in conf/callbacks/default.yaml or on the command line")
         self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
         self.nfe, self.seed, self.at_train_end = tuple(int(n) for n in nfe), int(seed), bool(at_train_end)
         self.sigma_mid = float(sigma_mid) if sigma_mid is not None else sigma_mid_at(sigma_mid_index)
