@@ -1,11 +1,12 @@
 """FID / KID / precision / recall of a checkpoint at 1 and 2 NFE (the paper's protocol: 50,000 samples).
 
-    python -m lct.evaluate CKPT --out eval/ [--num-samples 50000] [--search]
+    python -m lct.evaluate CKPT --out eval/ [--num-samples 50000] [--search] [--metrics inception,digit]
 
 Resumable (generated features are saved in chunks under --out/features), reference statistics cached
 (--reference), results as metrics.json plus a markdown row; --search sweeps sigma_mid over indices of
 the checkpoint's sigma_mid grid (641 points) for 2 NFE and writes the FID curve (search.json, search.png)
-and its minimum.
+and its minimum. `--metrics digit` adds (or, alone, replaces) the built-in MNIST's digit FID / legibility / coverage
+(lct.eval.digits); Inception FID stays the reported standard.
 """
 from __future__ import annotations
 
@@ -16,15 +17,27 @@ from pathlib import Path
 
 from lct.cli import run_cli
 from lct.core.sampling import multistep_sample
+from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.inception import ENV_VAR, RESIZE_MODES
 from lct.eval.metrics import GenerativeMetrics
 from lct.eval.protocol import file_fingerprint, load_images, sample_features, score
 from lct.eval.reference import (decoded_batches, extract_features, load_or_compute_reference, make_provenance,
                                 tensor_batches)
+from lct.eval.sampling import generate
 from lct.sample import add_sigma_args, resolve_sigma_mid
 
 SEARCH_INDICES = list(range(380, 481, 10))    # brackets the paper's best 420-440
+METRICS = ("inception", "digit")
+
+
+def metric_list(text: str) -> list[str]:
+    """`inception,digit` -> ["inception", "digit"] (argparse type)."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"--metrics takes a comma-separated list of {', '.join(METRICS)}; got {text!r}")
+    return names
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--chunk-size", type=int, default=1000, help="samples per resumable feature chunk")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--metrics", type=metric_list, default=["inception"],
+                   help="inception (FID/KID/precision/recall, the reported standard), digit (built-in MNIST only: "
+                        "digit FID, legibility, coverage from the shipped digit classifier), or both: inception,digit")
     add_sigma_args(p)
     return p.parse_args(argv)
 
@@ -77,12 +93,24 @@ def _datamodule(bundle):
     return dm
 
 
-def _row(name: str, results: dict) -> str:
-    """One markdown table row: checkpoint | N | FID/KID/P/R per NFE."""
-    cells = [name, str(next(iter(results.values()))["num_fake"])]
+def _row(name: str, num_samples: int, results: dict, digits: dict) -> str:
+    """One markdown table row: checkpoint | N | FID/KID/P/R per NFE | digit FID/legible/coverage per NFE."""
+    cells = [name, str(num_samples)]
     for tag, r in results.items():
         cells.append(f"{tag}: FID {r['fid']:.2f}, KID {r['kid']:.4f}, P {r['precision']:.3f}, R {r['recall']:.3f}")
+    for tag, r in digits.items():
+        cells.append(f"{tag}: digit FID {r['fid']:.3f}, legible {r['legible']:.3f}, coverage {r['coverage']:.3f}")
     return "| " + " | ".join(cells) + " |"
+
+
+def evaluate_digits(args, bundle, sample_fn, sigmas) -> dict:
+    """Digit FID / legibility / coverage of --num-samples seeded samples (built-in MNIST checkpoints)."""
+    from lct.eval.digits import DigitScorer
+
+    seeds = range(args.seed, args.seed + args.num_samples)
+    batches = (images for _, _, images in generate(sample_fn, seeds, bundle.latent_shape, sigmas, args.batch_size,
+                                                     bundle.codec.decode, args.device))
+    return {**DigitScorer(device=args.device).score(batches), "sigmas": list(sigmas)}
 
 
 def _plot_search(curve: list[dict], path: Path) -> None:
@@ -103,14 +131,34 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.search and "inception" not in args.metrics:
+        raise LctError("--search sweeps the Inception FID: add inception to --metrics, or drop --search")
     bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
+    noise = bundle.noise
+    sample_fn = lambda x, s: multistep_sample(bundle.model, x, s, noise.sigma_min)  # noqa: E731
+    report = {"checkpoint": str(args.checkpoint), "ema": not args.no_ema, "seed": args.seed, "results": {}}
+    if "digit" in args.metrics:
+        report["digits"] = {f"{nfe}nfe": evaluate_digits(args, bundle, sample_fn,
+                                                          noise.nfe_sigmas(nfe, resolve_sigma_mid(args, noise)))
+                            for nfe in args.nfe}
+    if "inception" in args.metrics:
+        inception_report(args, bundle, sample_fn, out, report)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    row = _row(Path(args.checkpoint).name, args.num_samples, report["results"], report.get("digits", {}))
+    (out / "results.md").write_text(row + "\n")
+    print(row)
+    print(f"wrote {out / 'metrics.json'}")
+    return report
+
+
+def inception_report(args, bundle, sample_fn, out: Path, report: dict) -> None:
+    """FID/KID/precision/recall at each NFE (and the sigma_mid search) into report."""
     metrics = GenerativeMetrics(kid_subset_size=args.kid_subset_size, seed=args.seed,
                                 inception_path=args.inception_path, resize_mode=args.resize_mode).to(args.device)
     ref = build_reference(args, bundle, metrics)
     metrics.set_reference(ref, 0, 1)
     meta = {"checkpoint": file_fingerprint(args.checkpoint), "ema": not args.no_ema}
     noise = bundle.noise
-    sample_fn = lambda x, s: multistep_sample(bundle.model, x, s, noise.sigma_min)  # noqa: E731
 
     def evaluate(sigmas, n):
         feats = sample_features(sample_fn, bundle.codec.decode, metrics.extractor, range(args.seed, args.seed + n),
@@ -119,9 +167,9 @@ def main(argv=None) -> dict:
         return {**score(metrics, feats), "sigmas": list(sigmas)}
 
     sigma_mid = resolve_sigma_mid(args, noise)
-    results = {f"{nfe}nfe": evaluate(noise.nfe_sigmas(nfe, sigma_mid), args.num_samples) for nfe in args.nfe}
-    report = {"checkpoint": str(args.checkpoint), "ema": not args.no_ema, "seed": args.seed,
-              "reference": ref.provenance, "results": results}
+    report["results"] = {f"{nfe}nfe": evaluate(noise.nfe_sigmas(nfe, sigma_mid), args.num_samples)
+                         for nfe in args.nfe}
+    report["reference"] = ref.provenance
     if args.search:
         n = args.search_num_samples or args.num_samples
         at = lambda i: noise.grid_sigma(i, noise.mid_grid)  # noqa: E731
@@ -132,12 +180,6 @@ def main(argv=None) -> dict:
         (out / "search.json").write_text(json.dumps(report["search"], indent=2))
         _plot_search(curve, out / "search.png")
         print(f"sigma_mid search: best FID {best['fid']:.3f} at index {best['index']} (sigma {best['sigma_mid']:.4f})")
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    row = _row(Path(args.checkpoint).name, results)
-    (out / "results.md").write_text(row + "\n")
-    print(row)
-    print(f"wrote {out / 'metrics.json'}")
-    return report
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""In-loop digit metrics for the built-in MNIST: every k steps and at the end, `digits/{fid,legible,coverage}_{n}nfe`
+on fixed-seed EMA samples, scored by the shipped digit classifier (lct.eval.digits).
+
+Seconds per pass on a CPU, so FID-vs-step curves come with every run; Inception FID (callbacks=eval,
+lct.evaluate) stays the reported standard. Rank 0 samples and scores; the numbers are broadcast so every
+rank's callback_metrics agree.
+"""
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+
+from lct.errors import LctError
+
+from .digits import DigitScorer
+from lct.core.noise_levels import PAPER, NoiseLevels
+
+from .sampling import generate
+
+log = logging.getLogger(__name__)
+
+
+def sample_images(pl_module: L.LightningModule, decode, seeds: list[int], latent_shape, nfe: int,
+                  sigma_mid: float, batch_size: int, noise: NoiseLevels = PAPER):
+    """Decoded EMA samples at `nfe` NFE (1: [sigma_max]; 2: [sigma_max, sigma_mid]), one batch at a time."""
+    sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
+    for _, _, images in generate(sample_fn, seeds, latent_shape, noise.nfe_sigmas(nfe, sigma_mid), batch_size, decode,
+                                 pl_module.device):
+        yield images
+
+
+class DigitMetricCallback(L.Callback):
+    """Logs the digit FID, legibility and coverage of `num_samples` EMA samples at each NFE (data=mnist only)."""
+
+    def __init__(self, every_n_steps: int = 500, num_samples: int = 256, batch_size: int = 256,
+                 nfe: tuple[int, ...] = (1, 2), sigma_mid: float | None = None, sigma_mid_index: int | None = None,
+                 seed: int = 0, classifier_path: str | None = None, at_train_end: bool = True):
+        super().__init__()
+        if every_n_steps < 1 or num_samples < 2:
+            raise LctError(f"callbacks.digits needs every_n_steps >= 1 and num_samples >= 2, got {every_n_steps} "
+                           f"and {num_samples}; fix them in conf/callbacks/default.yaml or on the command line")
+        self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
+        self.nfe, self.seed, self.at_train_end = tuple(int(n) for n in nfe), int(seed), bool(at_train_end)
+        # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
+        self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
+        self._use_noise_levels(PAPER)
+        self.classifier_path = classifier_path
+        self.scorer: DigitScorer | None = None
+        self._active, self._last_step = False, -1
+
+    def _use_noise_levels(self, noise: NoiseLevels) -> None:
+        self.noise = noise
+        if self._sigma_mid is not None:
+            self.sigma_mid = float(self._sigma_mid)
+        elif self.sigma_mid_index is not None:
+            self.sigma_mid = noise.grid_sigma(self.sigma_mid_index, noise.mid_grid)
+        else:
+            self.sigma_mid = noise.sigma_mid
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER))
+        builtin = getattr(trainer.datamodule, "builtin", None)
+        self._active = builtin == "mnist"
+        if not self._active:
+            log.info("digit metrics off: they read the built-in MNIST's images (data=mnist), this run's data is %s",
+                     builtin or type(trainer.datamodule).__name__)
+            return
+        self.scorer = DigitScorer(self.classifier_path, pl_module.device) if trainer.is_global_zero else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.run(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.at_train_end and trainer.global_step != self._last_step:
+            self.run(trainer, pl_module)
+
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Sample, decode and score at each NFE (rank 0)."""
+        codec = trainer.datamodule.codec
+        codec.to(pl_module.device)
+        seeds = list(range(self.seed, self.seed + self.num_samples))
+        results = {}
+        for nfe in self.nfe:
+            scores = self.scorer.score(sample_images(pl_module, codec.decode, seeds, codec.latent_shape, nfe,
+                                                     self.sigma_mid, self.batch_size, self.noise))
+            for key in ("fid", "legible", "coverage"):
+                results[f"digits/{key}_{nfe}nfe"] = scores[key]
+        return results
+
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active:
+            return
+        self._last_step = trainer.global_step
+        results = self.evaluate(trainer, pl_module) if trainer.is_global_zero else None
+        results = trainer.strategy.broadcast(results, src=0)
+        # Straight to the loggers, as SampleEvalCallback does: self.log would drop steps and is not
+        # allowed in on_train_end. callback_metrics lets ModelCheckpoint monitor digits/fid_1nfe.
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(results, step=trainer.global_step)
