@@ -92,7 +92,10 @@ def test_authors_features_chain_truncate_jpeg_resize_normalize():
 def test_builtin_real_images_are_the_padded_digits():
     name, images = builtin_real_images({"builtin": "mnist"})
     assert name == "builtin:mnist:real" and images.dtype == torch.uint8 and images.shape == (5000, 1, 32, 32)
-    assert torch.equal(images[:, 0], torch.from_numpy(load_mnist()[0]))
+    digits, labels = load_mnist()
+    order = np.random.default_rng(0).permutation(len(digits))
+    assert torch.equal(images[:, 0], torch.from_numpy(digits[order]))     # shuffled: the file is sorted by label
+    assert np.bincount(labels[order[:1000]], minlength=10).min() > 50     # so a 1,000 prefix holds every class
     with pytest.raises(LctError, match="--reference-images"):
         builtin_real_images({"root": "data/celebahq"})
 

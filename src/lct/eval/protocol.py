@@ -210,7 +210,11 @@ def authors_extractor(inception_path: str | None = None) -> AuthorsFeatures:
 
 
 def builtin_real_images(data_cfg) -> tuple[str, torch.Tensor]:
-    """(dataset id, uint8 (N, C, H, W)) real images of a built-in dataset at the resolution it was encoded at."""
+    """(dataset id, uint8 (N, C, H, W)) real images of a built-in dataset at the resolution it was encoded at.
+
+    In a seed-0 random order: the digits are stored sorted by label, so a --num-reference prefix of
+    the stored order would hold only the first classes.
+    """
     from lct.data.builtin import BUILTIN_DATASETS
     from lct.data.sources import open_source, to_model_input
     name = (data_cfg or {}).get("builtin")
@@ -218,6 +222,6 @@ def builtin_real_images(data_cfg) -> tuple[str, torch.Tensor]:
         raise LctError("--protocol authors scores against real images, and the checkpoint's data is not built in; "
                        "pass them with --reference-images (lossless files: the protocol JPEG-encodes them once)")
     source, size = open_source(name), BUILTIN_DATASETS[name]["size"]
-    images = [source.load(i) for i in range(len(source))]
+    images = [source.load(i) for i in np.random.default_rng(0).permutation(len(source))]
     x = np.stack([to_model_input(img, size, img.shape[-1]) for img in images])
     return f"builtin:{name}:real", torch.from_numpy(np.rint((x + 1) * 127.5).astype(np.uint8))
