@@ -21,7 +21,8 @@ from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.inception import ENV_VAR, RESIZE_MODES
 from lct.eval.metrics import GenerativeMetrics
-from lct.eval.protocol import file_fingerprint, load_images, sample_features, score
+from lct.eval.protocol import (PROTOCOLS, authors_extractor, authors_sample_count, builtin_real_images,
+                               file_fingerprint, load_images, sample_features, score)
 from lct.eval.reference import (decoded_batches, extract_features, load_or_compute_reference, make_provenance,
                                 tensor_batches)
 from lct.eval.sampling import generate
@@ -56,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--search-num-samples", type=int, default=None, help="samples per search point (default --num-samples)")
     p.add_argument("--inception-path", default=None, help=f"FID InceptionV3 TorchScript file (or ${ENV_VAR})")
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default="tf1_bilinear")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
+                   help="ours (torchmetrics conventions) or authors (the paper's pipeline: uint8 truncation, JPEG q75, "
+                        "pytorch-fid resize, real images as reference, samples rounded up to batches of 256)")
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--chunk-size", type=int, default=1000, help="samples per resumable feature chunk")
     p.add_argument("--no-progress", action="store_true")
@@ -68,11 +72,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_reference(args, bundle, metrics: GenerativeMetrics):
     """Cached reference statistics from --reference-images or from the checkpoint's decoded training latents."""
-    path = Path(args.reference) if args.reference else Path(args.out) / "reference.pt"
+    authors = args.protocol == "authors"
+    path = Path(args.reference) if args.reference else Path(args.out) / f"reference{'_authors' if authors else ''}.pt"
     extractor, progress = metrics.extractor, not args.no_progress
     if args.reference_images:
         dataset, source = f"images:{Path(args.reference_images).resolve()}", "images"
         batches = lambda: tensor_batches(load_images(args.reference_images), args.batch_size)  # noqa: E731
+    elif authors:    # the authors score against the real images, not their VAE reconstructions
+        dataset, images = builtin_real_images((getattr(bundle, "cfg", None) or {}).get("data"))
+        source = "images"
+        batches = lambda: tensor_batches(images, args.batch_size)  # noqa: E731
     else:
         dm = _datamodule(bundle)
         dataset, source = f"{type(dm).__name__}:{getattr(dm, 'builtin', None) or getattr(dm, 'root', None)}", "decoded_latents"
@@ -136,7 +145,8 @@ def main(argv=None) -> dict:
     bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
     noise = bundle.noise
     sample_fn = lambda x, s: multistep_sample(bundle.model, x, s, noise.sigma_min)  # noqa: E731
-    report = {"checkpoint": str(args.checkpoint), "ema": not args.no_ema, "seed": args.seed, "results": {}}
+    report = {"checkpoint": str(args.checkpoint), "protocol": args.protocol, "ema": not args.no_ema,
+              "seed": args.seed, "results": {}}
     if "digit" in args.metrics:
         report["digits"] = {f"{nfe}nfe": evaluate_digits(args, bundle, sample_fn,
                                                           noise.nfe_sigmas(nfe, resolve_sigma_mid(args, noise)))
@@ -153,16 +163,21 @@ def main(argv=None) -> dict:
 
 def inception_report(args, bundle, sample_fn, out: Path, report: dict) -> None:
     """FID/KID/precision/recall at each NFE (and the sigma_mid search) into report."""
-    metrics = GenerativeMetrics(kid_subset_size=args.kid_subset_size, seed=args.seed,
-                                inception_path=args.inception_path, resize_mode=args.resize_mode).to(args.device)
+    authors = args.protocol == "authors"
+    extra = {"extractor": authors_extractor(args.inception_path)} if authors else {}
+    metrics = GenerativeMetrics(kid_subset_size=args.kid_subset_size, seed=args.seed, inception_path=args.inception_path,
+                                resize_mode=args.resize_mode, **extra).to(args.device)
+    count = authors_sample_count if authors else int
     ref = build_reference(args, bundle, metrics)
     metrics.set_reference(ref, 0, 1)
     meta = {"checkpoint": file_fingerprint(args.checkpoint), "ema": not args.no_ema}
     noise = bundle.noise
 
     def evaluate(sigmas, n):
+        n = count(n)
         feats = sample_features(sample_fn, bundle.codec.decode, metrics.extractor, range(args.seed, args.seed + n),
-                                bundle.latent_shape, sigmas, args.batch_size, args.device, out / "features", meta,
+                                bundle.latent_shape, sigmas, args.batch_size, args.device,
+                                out / ("features_authors" if authors else "features"), meta,
                                 args.chunk_size, not args.no_progress)
         return {**score(metrics, feats), "sigmas": list(sigmas)}
 
