@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lct.nn import build_backbone
+from lct.nn import NORMS, build_backbone
 from lct.nn.unet import SpatialAttention
 
 
@@ -62,3 +62,14 @@ def test_noise_embedding_and_output_stay_fp32_under_bf16_autocast(name):
     assert torch.isfinite(out).all()
     # The bf16 body is close to the fp32 network (bf16 has ~3 significant digits).
     torch.testing.assert_close(out, model(x, c), atol=0.05 * model(x, c).abs().max().item(), rtol=0.05)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_norm_trains_under_bf16_autocast(norm):
+    # Forward and backward (CPU autocast used to fail in NsLN's backward: bf16 input, fp32 bias).
+    model = _randomized(build_backbone("unet_tiny", in_channels=4, resolution=8, norm=norm))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 4, 8, 8), torch.randn(2) * 500)
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
