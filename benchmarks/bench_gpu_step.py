@@ -51,7 +51,7 @@ def cases(mode: str) -> dict:
         return {"tiny_before": ([*TINY, "trainer=cpu"], 10, 40, 0),
                 "tiny_after": ([*TINY, "trainer=cpu", "trainer.compile=true"], 10, 40, 0)}
     return {"paper_before": ([*PAPER, "trainer=gpu_fp32"], 10, 30, 3),
-            "paper_after": ([*PAPER, "trainer=gpu"], 20, 30, 3),
+            "paper_after": ([*PAPER, "trainer=gpu"], 15, 30, 3),
             "tiny_before": ([*TINY, "trainer=gpu_fp32"], 20, 100, 3),
             "tiny_after": ([*TINY, "trainer=gpu", "trainer.compile_mode=reduce-overhead"], 30, 100, 3)}
 
@@ -121,10 +121,13 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
             result["tflops"] = result["samples_per_s"] * FLOPS_PER_SAMPLE / 1e12
             result["mfu_vs_bf16_dense_peak"] = result["samples_per_s"] * FLOPS_PER_SAMPLE / peak
     if profile:
-        sort = "self_device_time_total" if cuda else "self_cpu_time_total"
-        table = prof_box["p"].key_averages().table(sort_by=sort, row_limit=10, max_name_column_width=70)
-        with open(out / "gpu_profile.txt", "a") as f:
-            f.write(f"== {name}: top-10 by {sort}, {profile} steps ({' '.join(overrides)})\n{table}\n")
+        try:   # a profiler problem must not lose the timings above
+            sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+            table = prof_box["p"].key_averages().table(sort_by=sort, row_limit=10, max_name_column_width=70)
+            with open(out / "gpu_profile.txt", "a") as f:
+                f.write(f"== {name}: top-10 by {sort}, {profile} steps ({' '.join(overrides)})\n{table}\n")
+        except Exception as err:   # noqa: BLE001
+            result["profile_error"] = f"{type(err).__name__}: {err}"[:500]
     return result
 
 

@@ -19,6 +19,7 @@ from lct.nn import Backbone
 log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def check_compile_mode(mode: str) -> None:
@@ -58,6 +59,12 @@ class FastPath(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             apply_fast_path(pl_module, **self.options)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # CUDA graphs reuse their output memory from one replay to the next: one training step = one
+        # generation (the student's forward/backward and the target's forward).
+        if self.options["compile"] and self.options["compile_mode"] in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
 
 
 class Trainer(L.Trainer):
