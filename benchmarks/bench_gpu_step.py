@@ -82,6 +82,7 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
             if step in (1, warmup, warmup + steps):
                 sync()
                 marks[step] = time.perf_counter()
+                marks[f"cpu{step}"] = time.process_time()   # this process's CPU time: independent of host load
                 if step == warmup and cuda:
                     torch.cuda.reset_peak_memory_stats()
                 if step == warmup + steps and cuda:
@@ -110,7 +111,9 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
         "precision": str(cfg.trainer.precision), "compile": bool(cfg.trainer.compile),
         "compile_mode": str(cfg.trainer.compile_mode), "channels_last": bool(cfg.trainer.channels_last),
         "s_per_step": s_per_step, "steps_per_s": 1 / s_per_step, "samples_per_s": batch / s_per_step,
+        "cpu_s_per_step": (marks[f"cpu{warmup + steps}"] - marks[f"cpu{warmup}"]) / steps,
         "first_step_s": marks[1] - marks["start"],
+        "threads": torch.get_num_threads(),
         # Compilation (and cuDNN/allocator warm-up) = warm-up wall time beyond what steady steps would take.
         "compile_s_estimate": (marks[warmup] - marks["start"]) - warmup * s_per_step,
         "peak_mem_gib": marks.get("peak_mem_gib"),
