@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--overrides", nargs="*", default=[])
     args = ap.parse_args()
     from train_utils import compose_cfg
-    accel = ["trainer=gpu", "trainer.devices=1"] if args.device.startswith("cuda") else []
+    accel = ["trainer=gpu_fp32", "trainer.devices=1"] if args.device.startswith("cuda") else []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_cfg(tmp, [*accel, f"trainer.max_steps={args.steps}", "~callbacks.sample_grid",
                                 "~callbacks.checkpoint", "~callbacks.final_checkpoint", *args.overrides],

@@ -13,7 +13,7 @@ from torch import nn
 
 from .dit import DiT, dit, dit_tiny
 from .norms import NORMS, NonScalingLayerNorm, make_norm
-from .registry import BACKBONES, build_backbone, register_backbone
+from .registry import BACKBONES, Backbone, build_backbone, register_backbone
 from .unet import ADMUNet, unet_paper, unet_tiny
 
 # A new backbone is one module in this package with a @register_backbone factory: import them all.
@@ -26,5 +26,5 @@ def trainable_parameters(module: nn.Module):
     return [p for p in module.parameters() if p.requires_grad]
 
 
-__all__ = ["ADMUNet", "DiT", "NonScalingLayerNorm", "BACKBONES", "NORMS", "build_backbone", "dit",
+__all__ = ["ADMUNet", "Backbone", "DiT", "NonScalingLayerNorm", "BACKBONES", "NORMS", "build_backbone", "dit",
            "dit_tiny", "make_norm", "register_backbone", "trainable_parameters", "unet_paper", "unet_tiny"]

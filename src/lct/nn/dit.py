@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from .layers import batch_noise_labels, check_input, sinusoidal_embedding, valid_resolutions
 from .norms import make_token_norm
-from .registry import register_backbone
+from .registry import Backbone, register_backbone
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,9 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(c, self.freq_dim).to(self.mlp[0].weight.dtype))  # (B, hidden)
+        # fp32 whatever the autocast state: bf16 cannot resolve the phases of c_noise ~ 1e3 (layers.py).
+        with torch.autocast(c.device.type, enabled=False):
+            return self.mlp(sinusoidal_embedding(c, self.freq_dim).to(self.mlp[0].weight.dtype))  # (B, hidden)
 
 
 #----------------------------------------------------------------------------
@@ -97,12 +99,15 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.ada(c)[:, None].chunk(2, dim=-1)  # 2 x (B, 1, D)
-        return self.linear(_modulate(self.norm(x), shift, scale))  # (B, T, p*p*C)
+        # The output projection in fp32, as the UNet's head: f_theta feeds differences of nearby outputs.
+        with torch.autocast(x.device.type, enabled=False):
+            dt = self.linear.weight.dtype
+            return self.linear(_modulate(self.norm(x.to(dt)), shift.to(dt), scale.to(dt)))  # (B, T, p*p*C)
 
 
 #----------------------------------------------------------------------------
 
-class DiT(nn.Module):
+class DiT(Backbone):
     """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W) as a patch transformer with adaLN-Zero."""
 
     def __init__(self, in_channels: int = 4, resolution: int = 32, patch_size: int = 2, hidden_size: int = 768,

@@ -32,7 +32,10 @@ class NonScalingLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The scale is left out of the computation, so it stays exactly 1 (and gets no gradient,
         # hence no weight decay) even if some caller re-enables requires_grad on the whole model.
-        return F.layer_norm(x, self.normalized_shape, None, self.bias, self.eps)
+        # Statistics in the parameters' dtype (fp32) under autocast, as CUDA autocast does for layer_norm;
+        # CPU autocast would mix a bf16 input with the fp32 bias, whose backward fails.
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x.to(self.bias.dtype), self.normalized_shape, None, self.bias, self.eps)
 
 
 #----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The one backbone registry: name -> factory, with the same names as the Hydra group conf/backbone/.
 
-A backbone is a module F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W) whose factory takes
+A backbone is a `Backbone` module F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W) whose factory takes
 `in_channels`, `resolution` (latent H = W) and keyword overrides. Register it with
 `@register_backbone("name")` in any module of the `lct.nn` package (every module there is imported with
 the package) and add `conf/backbone/<name>.yaml` with `_target_: lct.nn.build_backbone` and `name: <name>`.
@@ -12,6 +12,11 @@ from typing import Callable
 from torch import nn
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+class Backbone(nn.Module):
+    """Base class of the networks F_theta: what lct.train.speed compiles (the preconditioning and the
+    training loop around it stay eager)."""
 
 
 def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None):

@@ -17,11 +17,14 @@ from torch.nn import functional as F
 from .layers import (batch_noise_labels, check_input, conv, linear, resample, sinusoidal_embedding,
                      valid_resolutions)
 from .norms import NORMS, make_norm
-from .registry import register_backbone
+from .registry import Backbone, register_backbone
 
 
 #----------------------------------------------------------------------------
-# Multi-head self-attention over the H*W positions, softmax in fp32 (EDM keeps it out of fp16/bf16).
+# Multi-head self-attention over the H*W positions through torch's scaled_dot_product_attention: in the
+# autocast dtype when autocast is on (flash kernels, which accumulate the softmax in fp32), in fp32 otherwise.
+# Tokens are laid out as (B, HW, C) views of the channels_last memory order, so a channels_last network
+# pays no layout copy here.
 
 class SpatialAttention(nn.Module):
     """Pre-norm attention with a zero-initialized output projection, residual added by the caller."""
@@ -35,13 +38,17 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x))  # (B, 3C, H, W)
-        qkv = qkv.reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)  # (B, 3, nh, HW, d)
-        with torch.autocast(x.device.type, enabled=False):
-            q, k, v = qkv.float().unbind(1)  # 3 x (B, nh, HW, d)
-            a = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, d), 1/sqrt(d) scaling
-        a = a.to(x.dtype).transpose(-1, -2).reshape(b, c, h, w)  # (B, C, H, W)
-        return self.proj(a)  # (B, C, H, W)
+        qkv = self.qkv(self.norm(x)).permute(0, 2, 3, 1)  # (B, H, W, 3C); channel = (3, nh, d)
+        qkv = qkv.reshape(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, nh, HW, d)
+        a = F.scaled_dot_product_attention(*qkv.unbind(0))  # (B, nh, HW, d), 1/sqrt(d) scaling
+        a = a.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last strides
+        return self.proj(a.contiguous(memory_format=_memory_format(x)))  # (B, C, H, W)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if x is stored that way, else the default: the residual stream keeps its layout."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
 
 
 #----------------------------------------------------------------------------
@@ -82,7 +89,7 @@ class UNetBlock(nn.Module):
 
 #----------------------------------------------------------------------------
 
-class ADMUNet(nn.Module):
+class ADMUNet(Backbone):
     """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W): EDM's DhariwalUNet with a selectable norm."""
 
     def __init__(self, in_channels: int = 4, resolution: int = 32, model_channels: int = 128,
@@ -138,9 +145,7 @@ class ADMUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.resolution)
-        c = batch_noise_labels(c_noise, x)  # (B,)
-        emb = sinusoidal_embedding(c, self.emb_dim).to(x.dtype)  # (B, mc)
-        emb = F.silu(self.map1(F.silu(self.map0(emb))))  # (B, E)
+        emb = self.noise_embedding(batch_noise_labels(c_noise, x))  # (B, E) fp32
         skips = []
         for layer in self.enc:
             x = layer(x, emb) if isinstance(layer, UNetBlock) else layer(x)  # (B, C_l, H_l, W_l)
@@ -149,7 +154,15 @@ class ADMUNet(nn.Module):
             if takes_skip:
                 x = torch.cat([x, skips.pop()], dim=1)  # (B, C + C_skip, H_l, W_l)
             x = block(x, emb)  # (B, C_l, H_l, W_l)
-        return self.out_conv(F.silu(self.out_norm(x)))  # (B, C, H, W)
+        # The output head in fp32: f_theta = c_skip x + c_out F feeds differences of nearby outputs.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.out_conv(F.silu(self.out_norm(x.to(self.out_conv.weight.dtype))))  # (B, C, H, W)
+
+    def noise_embedding(self, c_noise: torch.Tensor) -> torch.Tensor:
+        """(B,) c_noise -> (B, E) conditioning, in fp32 whatever the autocast state (see layers.py)."""
+        with torch.autocast(c_noise.device.type, enabled=False):
+            emb = sinusoidal_embedding(c_noise, self.emb_dim).to(self.map0.weight.dtype)  # (B, mc)
+            return F.silu(self.map1(F.silu(self.map0(emb))))  # (B, E)
 
 
 def _validate(in_channels: int, resolution: int, channel_mult: tuple, norm: str, out_norm) -> None:

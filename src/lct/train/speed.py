@@ -1,0 +1,77 @@
+"""The training fast path, switched from conf/trainer: torch.compile of the backbones and channels_last.
+
+bf16 autocast is Lightning's own switch (`trainer.precision: bf16-mixed`); the backbones keep the noise
+embedding and the output head in fp32 under it (lct.nn), and the loss is computed from those fp32
+outputs. `compile` compiles every `lct.nn.Backbone` in place (`nn.Module.compile`), so state-dict keys,
+checkpoints and the EMA copies are unchanged; the preconditioning, loss, optimizer and EMA update stay eager.
+"""
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+from torch import nn
+
+from lct.errors import LctError
+from lct.nn import Backbone
+
+log = logging.getLogger(__name__)
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def check_compile_mode(mode: str) -> None:
+    """LctError unless `mode` is one of torch.compile's modes."""
+    if mode not in COMPILE_MODES:
+        raise LctError(f"trainer.compile_mode={mode!r} is not a torch.compile mode; "
+                       f"set it to one of {', '.join(COMPILE_MODES)} in conf/trainer or on the command line")
+
+
+def apply_fast_path(module: nn.Module, *, compile: bool = False, compile_mode: str = "default",
+                    channels_last: bool = False) -> nn.Module:
+    """Convert `module` (a LightningModule or a bare backbone) in place to channels_last and/or compile
+    each backbone in it with `torch.compile(mode=compile_mode)`; returns `module`."""
+    check_compile_mode(compile_mode)
+    backbones = [m for m in module.modules() if isinstance(m, Backbone)]
+    if (compile or channels_last) and not backbones:
+        raise LctError(f"trainer.compile/channels_last found no lct.nn.Backbone in {type(module).__name__}; "
+                       f"derive the network from lct.nn.Backbone or set trainer.compile=false channels_last=false")
+    if channels_last:
+        module.to(memory_format=torch.channels_last)  # 4-D weights; activations follow the conv weights
+    if compile:
+        for net in backbones:
+            net.compile(mode=compile_mode)
+    if compile or channels_last:
+        log.info("fast path: compile=%s (mode %s), channels_last=%s on %d backbone(s)",
+                 compile, compile_mode, channels_last, len(backbones))
+    return module
+
+
+class FastPath(L.Callback):
+    """Applies `apply_fast_path` when fitting starts, before the module is moved to its device."""
+
+    def __init__(self, compile: bool = False, compile_mode: str = "default", channels_last: bool = False):
+        self.options = {"compile": compile, "compile_mode": compile_mode, "channels_last": channels_last}
+        check_compile_mode(compile_mode)  # fail when the trainer is built, not after the data is prepared
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            apply_fast_path(pl_module, **self.options)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # CUDA graphs reuse their output memory from one replay to the next: one training step = one
+        # generation (the student's forward/backward and the target's forward).
+        if self.options["compile"] and self.options["compile_mode"] in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer with the fast-path switches of conf/trainer (`compile`, `compile_mode`,
+    `channels_last`) as keyword arguments; every other argument is Lightning's."""
+
+    def __init__(self, *, compile: bool = False, compile_mode: str = "default", channels_last: bool = False,
+                 callbacks=None, **kwargs):
+        callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks or [])
+        super().__init__(callbacks=[*callbacks, FastPath(compile, compile_mode, channels_last)], **kwargs)

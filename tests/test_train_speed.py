@@ -1,0 +1,70 @@
+"""The fast path's switches: trainer configs, apply_fast_path, and a compiled run that matches eager."""
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from lct.errors import LctError
+from lct.nn import build_backbone
+from lct.train.speed import FastPath, apply_fast_path
+from train_utils import compose_cfg, fit
+
+
+def test_cpu_configs_have_the_fast_path_off_gpu_configs_on(tmp_path):
+    cpu = compose_cfg(tmp_path).trainer
+    assert not cpu.compile and not cpu.channels_last and cpu.precision == "32-true"
+    for name in ("gpu", "gpu_bf16", "ddp"):
+        gpu = compose_cfg(tmp_path, [f"trainer={name}"]).trainer
+        assert gpu.compile and gpu.precision == "bf16-mixed", name
+    fp32 = compose_cfg(tmp_path, ["trainer=gpu_fp32"]).trainer
+    assert not fp32.compile and fp32.precision == "32-true"
+
+
+def test_trainer_config_builds_a_trainer_with_the_fast_path_callback(tmp_path):
+    cfg = compose_cfg(tmp_path, ["trainer.channels_last=true"])
+    trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+    fast = [c for c in trainer.callbacks if isinstance(c, FastPath)]
+    assert len(fast) == 1 and fast[0].options == {"compile": False, "compile_mode": "default", "channels_last": True}
+    with pytest.raises(Exception, match="trainer.compile_mode") as err:   # Hydra wraps the LctError
+        instantiate(compose_cfg(tmp_path, ["trainer.compile_mode=fastest"]).trainer, logger=False)
+    assert isinstance(err.value, LctError) or isinstance(err.value.__cause__, LctError)
+
+
+def test_apply_fast_path_keeps_state_dict_and_outputs():
+    torch.manual_seed(0)
+    net = build_backbone("unet_tiny", in_channels=4, resolution=8)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, c = torch.randn(2, 4, 8, 8), torch.randn(2) * 500
+    ref, keys = net(x, c), list(net.state_dict())
+    apply_fast_path(net, compile=True, channels_last=True)   # compilation itself is lazy: nothing runs here
+    assert list(net.state_dict()) == keys and net._compiled_call_impl is not None
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
+    net._compiled_call_impl = None                            # eager again: channels_last alone
+    torch.testing.assert_close(net(x, c), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_apply_fast_path_without_a_backbone_says_so():
+    with pytest.raises(LctError, match="lct.nn.Backbone"):
+        apply_fast_path(torch.nn.Linear(2, 2), compile=True)
+    assert isinstance(apply_fast_path(torch.nn.Linear(2, 2)), torch.nn.Linear)   # all off: nothing to do
+
+
+def test_channels_last_run_matches_the_default_layout(tmp_path):
+    over = ["experiment=slct", "trainer.max_steps=3", "data.batch_size=16"]
+    ref = fit(compose_cfg(tmp_path / "a", over)).state_dict()
+    module = fit(compose_cfg(tmp_path / "b", [*over, "trainer.channels_last=true"]))
+    conv = module.student.backbone.out_conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(v, ref[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_eager(tmp_path):
+    # torch.compile on the CPU (inductor's C++ backend): minutes of compilation for unet_tiny.
+    over = ["experiment=slct", "trainer.max_steps=3", "data.batch_size=16"]
+    ref = fit(compose_cfg(tmp_path / "a", over)).state_dict()
+    module = fit(compose_cfg(tmp_path / "b", [*over, "trainer.compile=true"]))
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(v, ref[k], atol=1e-4, rtol=1e-3, msg=k)
