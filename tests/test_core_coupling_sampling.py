@@ -94,3 +94,15 @@ def test_residual_stats_gaussian_vs_heavy_tails():
     assert gauss["outer_fence_frac"] < 1e-4       # 3 IQR fences sit at ~4.7 sigma for a Gaussian
     cauchy = residual_stats(torch.distributions.Cauchy(0.0, 1.0).sample((200_000,)))
     assert cauchy["kurtosis"] > 100 and cauchy["outer_fence_frac"] > 0.05
+
+
+def test_ot_cost_is_computed_in_fp32_under_bf16_autocast():
+    """bf16 autocast must not lower the cost matrix: the exact pairing is the fp32 one."""
+    g = torch.Generator().manual_seed(0)
+    x, n = torch.randn(128, 4, 8, 8, generator=g), torch.randn(128, 4, 8, 8, generator=g)
+    from lct import core
+    ref = core.sq_euclidean_cost(x, n)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = core.sq_euclidean_cost(x, n)
+    assert np.array_equal(ref, under)
+    assert (core.ot_permutation(ref) == core.ot_permutation(under)).all()

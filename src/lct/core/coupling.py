@@ -14,9 +14,14 @@ OT_SCOPES = ("local", "global")
 
 
 def sq_euclidean_cost(x0: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
-    """C_jk = ||x0_j - n_k||^2 as a float64 numpy (B, B) matrix, computed in the inputs' dtype/device."""
+    """C_jk = ||x0_j - n_k||^2 as a float64 numpy (B, B) matrix, computed in fp32 (at least) on the inputs' device.
+
+    Autocast is off here: under bf16 autocast the addmm would run in bf16 and change the exact pairing."""
     x, n = x0.detach().flatten(1), noise.detach().flatten(1)
-    cost = torch.addmm(x.square().sum(1, keepdim=True) + n.square().sum(1), x, n.T, alpha=-2.0)
+    if x.dtype not in (torch.float32, torch.float64):
+        x, n = x.float(), n.float()
+    with torch.autocast(x.device.type, enabled=False):
+        cost = torch.addmm(x.square().sum(1, keepdim=True) + n.square().sum(1), x, n.T, alpha=-2.0)
     return cost.clamp_min_(0).double().cpu().numpy()
 
 
