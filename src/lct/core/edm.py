@@ -18,8 +18,10 @@ from torch import nn
 from lct.errors import LctError
 
 from ._checks import check_finite, check_same_shape
-from .precond import SIGMA_DATA, Preconditioning
-from .schedules import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from .noise_levels import PAPER, NoiseLevels, karras_sigmas
+from .precond import boundary_scalings
+
+SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = PAPER.sigma_data, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho
 
 # Karras et al. 2022, Table 1: training noise distribution ln(sigma) ~ N(P_mean, P_std^2).
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
@@ -179,16 +181,15 @@ class PreconditioningGap:
     sigma_c_out: float
 
 
-def preconditioning_gap(sigmas, precond: Preconditioning = Preconditioning()) -> PreconditioningGap:
+def preconditioning_gap(sigmas, noise: NoiseLevels = PAPER) -> PreconditioningGap:
     """max |c_skip^CT - c_skip^EDM| and max |c_out^CT - c_out^EDM| over `sigmas` (c_in and c_noise agree).
 
     |Delta c_out| = sigma_d sigma_min / sqrt(sigma^2 + sigma_d^2) is largest at sigma_min (~ sigma_min);
     |Delta c_skip| ~ 2 sigma_min sigma_d^2 sigma / (sigma^2 + sigma_d^2)^2 is largest near sigma_d / sqrt(3).
     """
-    precond.check(sigmas)
     s = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
-    ct_skip, ct_out, _ = precond.scalings(s)
-    edm_skip, edm_out, _ = edm_scalings(s, precond.sigma_data)
+    ct_skip, ct_out, _ = boundary_scalings(s, noise)
+    edm_skip, edm_out, _ = edm_scalings(s, noise.sigma_data)
     d_skip, d_out = (ct_skip - edm_skip).abs(), (ct_out - edm_out).abs()
     i, j = int(d_skip.argmax()), int(d_out.argmax())
     return PreconditioningGap(float(d_skip[i]), float(s[i]), float(d_out[j]), float(s[j]))

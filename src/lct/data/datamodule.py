@@ -1,4 +1,4 @@
-"""LatentDataModule: streams normalized latents x0 from a latent root (see .notes/CONTRACT.md, lct.data)."""
+"""LatentDataModule: streams normalized latents x0 from a latent root (docs/architecture.md)."""
 from __future__ import annotations
 
 import logging
