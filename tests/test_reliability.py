@@ -188,7 +188,7 @@ def test_builtin_refuses_a_root_holding_the_users_latents(tmp_path):
     root = tmp_path / "mine"
     _latent_root(root)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    with pytest.raises(LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*builtin=null"):
+    with pytest.raises(LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*data=folder data.root="):
         ensure_builtin(root, "mnist")
     assert all(p.read_bytes() == b for p, b in before.items())
 
