@@ -18,7 +18,7 @@ export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_
 OUT=${OUT:-benchmarks/out}; mkdir -p "$OUT"; RUNS=${RUNS:-/tmp/numerics}; mkdir -p "$RUNS"
 DEADLINE=$(( $(date +%s) + ${1:-300} ))
 # Build the built-in latent cache once, before the parallel runs.
-python3 -m lct.train trainer=gpu_fp32 trainer.max_steps=1 logger=none ~callbacks.digits ~callbacks.sample_grid \
+python3 -m lct.train trainer=gpu_fp32 trainer.max_steps=1 logger=none ~callbacks.progress ~callbacks.digits ~callbacks.sample_grid \
   hydra.run.dir=$RUNS/warm > "$RUNS/warm.log" 2>&1
 run() {  # name, overrides...
   local name=$1; shift
@@ -27,10 +27,10 @@ run() {  # name, overrides...
   echo "$name exit $?" >> "$RUNS/status.txt"
 }
 for s in 0 1; do
-  run tiny_fp32_s$s experiment=cauchy_ot trainer=gpu_fp32 seed=$s &
-  run tiny_fast_s$s experiment=cauchy_ot trainer=gpu seed=$s &
+  run tiny_fp32_s$s experiment=cauchy_ot trainer=gpu_fp32 trainer.max_steps=1500 seed=$s &
+  run tiny_fast_s$s experiment=cauchy_ot trainer=gpu trainer.max_steps=1500 seed=$s &
 done
-run paper_bf16 experiment=slct scale=paper backbone=unet_paper data=synthetic data.latent_resolution=32 \
+[ -n "${SKIP_PAPER:-}" ] || run paper_bf16 experiment=slct scale=paper backbone=unet_paper data=synthetic data.latent_resolution=32 \
   data.batch_size=128 data.num_items=8192 trainer=gpu trainer.max_steps=2000 ~callbacks.sample_grid \
   callbacks.checkpoint.every_n_train_steps=100000 &
 wait
