@@ -236,3 +236,12 @@ def test_nonfinite_latents_are_refused_naming_the_shard(tmp_path):
         finalize_stats(tmp_path / "lat")
     out = _cli("lct.encode", "--stats-only", "--out", str(tmp_path / "lat"))
     assert out.returncode == 2 and "000001.npy" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unknown_total_steps_is_one_line_naming_both_keys(tmp_path):
+    from train_utils import compose_cfg
+
+    from lct.train.run import build
+    cfg = compose_cfg(tmp_path, ["trainer.max_steps=-1"])
+    with pytest.raises(LctError, match=r"trainer\.max_steps=<steps> or data\.epochs=<epochs>"):
+        build(cfg)

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lct.builders import build_datamodule, build_objective, build_student, noise_levels
+from lct.errors import LctError
 from lct.train import resume
 from lct.train.callbacks import AtomicCheckpointIO
 from lct.train.module import ConsistencyModule
@@ -24,7 +25,8 @@ def total_steps(cfg: DictConfig, num_items: int) -> int:
         return int(cfg.trainer.max_steps)
     epochs = cfg.data.get("epochs")
     if not epochs:
-        raise ValueError("set trainer.max_steps or data.epochs: the curriculum N(k) needs the total steps K")
+        raise LctError("the total steps K are unknown: trainer.max_steps is -1 and data.epochs is null (the curriculum "
+                       "N(k) needs K); pass trainer.max_steps=<steps> or data.epochs=<epochs>")
     return int(epochs) * (num_items // int(cfg.data.batch_size))
 
 
