@@ -18,8 +18,8 @@ from torch import nn
 from lct.errors import LctError
 
 from ._checks import check_finite, check_same_shape
-from .precond import SIGMA_DATA, Preconditioning
-from .schedules import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from .noise_levels import PAPER, NoiseLevels, karras_sigmas
+from .precond import boundary_scalings
 
 # Karras et al. 2022, Table 1: training noise distribution ln(sigma) ~ N(P_mean, P_std^2).
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
@@ -28,7 +28,7 @@ EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 #----------------------------------------------------------------------------
 # Preconditioning and the denoiser.
 
-def edm_scalings(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
+def edm_scalings(sigma: torch.Tensor, sigma_data: float = PAPER.sigma_data):
     """(c_skip, c_out, c_in) of EDM's denoiser at noise level sigma (no range checks: hot path)."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None)
     root = (sigma**2 + sigma_data**2).sqrt()
@@ -42,7 +42,7 @@ class Denoiser(nn.Module):
     have the same keys.
     """
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = SIGMA_DATA):
+    def __init__(self, backbone: nn.Module, sigma_data: float = PAPER.sigma_data):
         super().__init__()
         self.backbone = backbone
         self.sigma_data = sigma_data
@@ -74,13 +74,13 @@ def lognormal_sigmas(batch_size: int, p_mean: float = EDM_P_MEAN, p_std: float =
     return (p_mean + p_std * z).exp().to(device)
 
 
-def edm_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+def edm_weight(sigma: torch.Tensor, sigma_data: float = PAPER.sigma_data) -> torch.Tensor:
     """lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2 = 1/c_out^2 (= 1/sigma^2 + 1/sigma_d^2)."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
 def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor,
-             sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+             sigma_data: float = PAPER.sigma_data) -> torch.Tensor:
     """Per-sample lambda(sigma) mean_D (D(x0 + sigma n, sigma) - x0)^2, shape (B,).
 
     Averaged over D like lct's diffusion loss; because lambda c_out^2 = 1 this is the backbone's plain
@@ -97,8 +97,8 @@ def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tenso
 #----------------------------------------------------------------------------
 # Deterministic sampler (Karras et al. 2022, Algorithm 1 without churn).
 
-def heun_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
-                rho: float = RHO) -> torch.Tensor:
+def heun_sigmas(steps: int, sigma_min: float = PAPER.sigma_min, sigma_max: float = PAPER.sigma_max,
+                rho: float = PAPER.rho) -> torch.Tensor:
     """t_0..t_N (float64): the N-point Karras grid from sigma_max to sigma_min, then t_N = 0.
 
     One step is [sigma_max, 0]: a single denoiser evaluation, D(sigma_max n, sigma_max).
@@ -127,8 +127,8 @@ def heun_steps_for_nfe(nfe: int) -> int:
 
 
 @torch.no_grad()
-def heun_sample(denoiser, noise: torch.Tensor, steps: int, sigma_min: float = SIGMA_MIN,
-                sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
+def heun_sample(denoiser, noise: torch.Tensor, steps: int, sigma_min: float = PAPER.sigma_min,
+                sigma_max: float = PAPER.sigma_max, rho: float = PAPER.rho) -> torch.Tensor:
     """x_N from x_0 = t_0 n along dx/dt = (x - D(x, t)) / t.
 
     Each step is Euler followed by the trapezoidal (Heun) correction, except the last one, into t_N = 0.
@@ -179,16 +179,15 @@ class PreconditioningGap:
     sigma_c_out: float
 
 
-def preconditioning_gap(sigmas, precond: Preconditioning = Preconditioning()) -> PreconditioningGap:
+def preconditioning_gap(sigmas, noise: NoiseLevels = PAPER) -> PreconditioningGap:
     """max |c_skip^CT - c_skip^EDM| and max |c_out^CT - c_out^EDM| over `sigmas` (c_in and c_noise agree).
 
     |Delta c_out| = sigma_d sigma_min / sqrt(sigma^2 + sigma_d^2) is largest at sigma_min (~ sigma_min);
     |Delta c_skip| ~ 2 sigma_min sigma_d^2 sigma / (sigma^2 + sigma_d^2)^2 is largest near sigma_d / sqrt(3).
     """
-    precond.check(sigmas)
     s = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
-    ct_skip, ct_out, _ = precond.scalings(s)
-    edm_skip, edm_out, _ = edm_scalings(s, precond.sigma_data)
+    ct_skip, ct_out, _ = boundary_scalings(s, noise)
+    edm_skip, edm_out, _ = edm_scalings(s, noise.sigma_data)
     d_skip, d_out = (ct_skip - edm_skip).abs(), (ct_out - edm_out).abs()
     i, j = int(d_skip.argmax()), int(d_out.argmax())
     return PreconditioningGap(float(d_skip[i]), float(s[i]), float(d_out[j]), float(s[j]))
