@@ -5,7 +5,6 @@ import os
 import sys
 import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
