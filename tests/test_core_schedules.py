@@ -1,4 +1,4 @@
-"""Schedules against their closed forms and the values in SPEC §1."""
+"""Schedules against their closed forms and the paper's values."""
 import math
 
 import numpy as np
@@ -17,7 +17,7 @@ def test_karras_grid_endpoints_and_formula():
     i = 430
     expect = (80 ** (1 / 7) + i / 640 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
     assert s[i].item() == pytest.approx(expect, rel=1e-12)
-    # The paper's best 2-NFE intermediate levels (AUTHORS_CODE_NOTES §5): index 420 -> 0.5286, 440 -> 0.369.
+    # The paper's best 2-NFE intermediate levels (the authors' evaluation scripts): index 420 -> 0.5286, 440 -> 0.369.
     assert s[420].item() == pytest.approx(0.5286, abs=1e-4) and s[440].item() == pytest.approx(0.369, abs=1e-3)
 
 
@@ -100,7 +100,7 @@ def test_ict_weight():
 
 def test_adaptive_c_table():
     got = adaptive_c(torch.tensor([21, 41, 81, 161, 321, 641]))
-    # SPEC's printed table deviates from its own formula by up to 0.54% (at N = 641); the formula
+    # A printed table of c(N) deviates from its own formula by up to 0.54% (at N = 641); the formula
     # exp(-1.15 ln(N-1) - 0.85) is the definition and is checked exactly below.
     expect = [0.013636, 0.006138, 0.002763, 0.001243, 0.000560, 0.000252]
     np.testing.assert_allclose(got.numpy(), expect, rtol=6e-3)

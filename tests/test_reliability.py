@@ -136,12 +136,12 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
     for name in ("last.ckpt", "epoch=0-step=4.ckpt"):
         (ckpts / name).write_bytes((ckpts / name).read_bytes()[:1000])
     (ckpts / ".last.ckpt.tmp-999999999").write_bytes(b"half a checkpoint")
-    (ckpts / ".notes.tmp").write_text("mine")
+    (ckpts / ".other.tmp").write_text("mine")
     caplog.set_level(logging.INFO)
     _train(tmp_path, *common, "trainer.max_steps=4", "ckpt_path=auto")
     assert "resuming from" in caplog.text and "epoch=0-step=2.ckpt" in caplog.text
     assert "not resuming from" in caplog.text and "last.ckpt" in caplog.text
-    assert not (ckpts / ".last.ckpt.tmp-999999999").exists() and (ckpts / ".notes.tmp").is_file()
+    assert not (ckpts / ".last.ckpt.tmp-999999999").exists() and (ckpts / ".other.tmp").is_file()
     last = read_checkpoint_file(ckpts / "last.ckpt")       # rewritten by the resumed run at step 4
     assert last["global_step"] == 4
     from lct.train.resume import resolve_ckpt
@@ -188,7 +188,7 @@ def test_builtin_refuses_a_root_holding_the_users_latents(tmp_path):
     root = tmp_path / "mine"
     _latent_root(root)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    with pytest.raises(LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*builtin=null"):
+    with pytest.raises(LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*data=folder data.root="):
         ensure_builtin(root, "mnist")
     assert all(p.read_bytes() == b for p, b in before.items())
 

@@ -1,6 +1,6 @@
 """Train the project's small KL autoencoder on built-in MNIST: `python -m lct.autoencoder --out DIR`.
 
-No VAE weights can be downloaded here (SPEC §3), so the offline pipeline uses this one. It follows SD's
+No VAE weights can be downloaded offline, so the offline pipeline uses this one. It follows SD's
 recipe in miniature: a diffusers AutoencoderKL, reconstruction loss summed over pixels plus a tiny KL
 weight (SD: 1e-6), so the latent space is barely regularized and keeps the heavy-tailed outliers that
 motivate the paper's robust losses.

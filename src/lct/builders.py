@@ -5,6 +5,7 @@ import math
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from lct.core import KINDS, ConsistencyFunction, ConsistencyObjective, Denoiser, EDMObjective, NoiseLevels
 from lct.errors import LctError
@@ -41,9 +42,18 @@ def _part(cfg, key: str, **kwargs):
 
 
 def build_datamodule(cfg):
-    """The data module, scaling latents to the run's sigma_data; prepared (built-in data encoded)."""
+    """The data module, scaling latents to the run's sigma_data; prepared (built-in data encoded). A null
+    data.latent_channels / data.latent_resolution (data=folder) is filled in `cfg` from the root's
+    metadata, so the backbone and the stored run config see the real latent shape."""
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise LctError("data.root is not set: encode your images with `python -m lct.encode --source <image folder> "
+                       "--vae <hub id, folder or builtin:mnist> --size <pixels> --out ROOT`, then pass data.root=ROOT")
     dm = instantiate(cfg.data, sigma_data=noise_levels(cfg).sigma_data, _recursive_=False)
     dm.prepare_data()
+    channels, resolution, _ = dm.latent_shape
+    for key, value in (("latent_channels", channels), ("latent_resolution", resolution)):
+        if key in cfg.data and cfg.data[key] is None:
+            cfg.data[key] = value
     return dm
 
 

@@ -1,4 +1,4 @@
-"""Minibatch optimal-transport coupling of data and unit noise (paper §3.4; Pooladian et al. 2023).
+"""Minibatch optimal-transport coupling of data and unit noise (paper §4.4; Pooladian et al. 2023).
 
 The coupling is computed on the *unit* noise before sigma-scaling, so one permutation serves every sigma.
 """

@@ -21,6 +21,8 @@ from ._checks import NonFiniteError, check_finite, check_same_shape
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas
 from .precond import boundary_scalings
 
+SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = SIGMA_DATA, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho
+
 # Karras et al. 2022, Table 1: training noise distribution ln(sigma) ~ N(P_mean, P_std^2).
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 
@@ -28,7 +30,7 @@ EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 #----------------------------------------------------------------------------
 # Preconditioning and the denoiser.
 
-def edm_scalings(sigma: torch.Tensor, sigma_data: float = PAPER.sigma_data):
+def edm_scalings(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
     """(c_skip, c_out, c_in) of EDM's denoiser at noise level sigma (no range checks: hot path)."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None)
     root = (sigma**2 + sigma_data**2).sqrt()
@@ -42,7 +44,7 @@ class Denoiser(nn.Module):
     have the same keys.
     """
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = PAPER.sigma_data):
+    def __init__(self, backbone: nn.Module, sigma_data: float = SIGMA_DATA):
         super().__init__()
         self.backbone = backbone
         self.sigma_data = sigma_data
@@ -74,13 +76,13 @@ def lognormal_sigmas(batch_size: int, p_mean: float = EDM_P_MEAN, p_std: float =
     return (p_mean + p_std * z).exp().to(device)
 
 
-def edm_weight(sigma: torch.Tensor, sigma_data: float = PAPER.sigma_data) -> torch.Tensor:
+def edm_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
     """lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2 = 1/c_out^2 (= 1/sigma^2 + 1/sigma_d^2)."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
 def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor,
-             sigma_data: float = PAPER.sigma_data) -> torch.Tensor:
+             sigma_data: float = SIGMA_DATA) -> torch.Tensor:
     """Per-sample lambda(sigma) mean_D (D(x0 + sigma n, sigma) - x0)^2, shape (B,).
 
     Averaged over D like lct's diffusion loss; because lambda c_out^2 = 1 this is the backbone's plain
@@ -97,8 +99,8 @@ def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tenso
 #----------------------------------------------------------------------------
 # Deterministic sampler (Karras et al. 2022, Algorithm 1 without churn).
 
-def heun_sigmas(steps: int, sigma_min: float = PAPER.sigma_min, sigma_max: float = PAPER.sigma_max,
-                rho: float = PAPER.rho) -> torch.Tensor:
+def heun_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
+                rho: float = RHO) -> torch.Tensor:
     """t_0..t_N (float64): the N-point Karras grid from sigma_max to sigma_min, then t_N = 0.
 
     One step is [sigma_max, 0]: a single denoiser evaluation, D(sigma_max n, sigma_max).
@@ -127,8 +129,8 @@ def heun_steps_for_nfe(nfe: int) -> int:
 
 
 @torch.no_grad()
-def heun_sample(denoiser, noise: torch.Tensor, steps: int, sigma_min: float = PAPER.sigma_min,
-                sigma_max: float = PAPER.sigma_max, rho: float = PAPER.rho) -> torch.Tensor:
+def heun_sample(denoiser, noise: torch.Tensor, steps: int, sigma_min: float = SIGMA_MIN,
+                sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
     """x_N from x_0 = t_0 n along dx/dt = (x - D(x, t)) / t on heun_sigmas(steps)."""
     return heun_solve(denoiser, noise, heun_sigmas(steps, sigma_min, sigma_max, rho))
 

@@ -1,6 +1,6 @@
 """Consistency-training losses: the TD pair, the CT term, the low-noise diffusion term, their sum.
 
-Paper §3 (sLCT): L = mean_B[ lambda(sigma_i, sigma_{i+1}) rho_c(f_theta(x_i) - f_theta^-(x_{i+1})) ]
+Paper §4 (sLCT): L = mean_B[ lambda(sigma_i, sigma_{i+1}) rho_c(f_theta(x_i) - f_theta^-(x_{i+1})) ]
                    + w * mean_{i >= floor((1-r)N)} [ (1/sigma_i^2 + 1/sigma_d^2) mean_D (f_theta(x_i) - x0)^2 ].
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def consistency_loss(student: torch.Tensor, target: torch.Tensor, weight: torch.
 
 
 #----------------------------------------------------------------------------
-# Diffusion loss on the low-noise tail (paper §3.3): reuse the student output, EDM weight 1/sigma^2 + 1/sigma_d^2.
+# Diffusion loss on the low-noise tail (paper §4.3): reuse the student output, EDM weight 1/sigma^2 + 1/sigma_d^2.
 
 def diffusion_mask(indices: torch.Tensor, n_scales: int, ratio: float) -> torch.Tensor:
     """Samples whose grid index i >= floor((1 - r) N): the fraction r of the grid nearest the data."""

@@ -1,4 +1,4 @@
-"""Robust metrics rho_c on the TD residual d = f_theta - f_theta^- (paper §3.2, Table 2(c)).
+"""Robust metrics rho_c on the TD residual d = f_theta - f_theta^- (paper §4.2, Table 2(c)).
 
 Each metric is a small object (the `method.metric` part, protocol `RobustMetric`): called as
 metric(d, c) -> (B,). The per-sample form acts on m = mean over the D elements of d^2; with

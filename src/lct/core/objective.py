@@ -1,4 +1,4 @@
-"""ConsistencyObjective: the whole per-step method of the paper (§3) in one object.
+"""ConsistencyObjective: the whole per-step method of the paper (§4; docs/method.md) in one object.
 
 N(k) from the curriculum -> Karras grid -> index draw i ~ p(i) -> unit noise -> coupling -> c(N, k)
 -> L = L_CT + w L_diff. The training loop (Lightning or a plain loop) calls `step`, checks `finite`,

@@ -51,9 +51,8 @@ def ensure_builtin(root: str | Path, name: str) -> dict:
                 raise LctError(
                     f"data.root={root} holds other latents ({found.get('count')} from "
                     f"{found.get('source', {}).get('spec')}, {root / METADATA}), not lct's built-in {name} cache, "
-                    "and lct will not overwrite them. To train on them add `data.builtin=null "
-                    f"data.latent_channels=null data.latent_resolution=null`; for the built-in {name} choose "
-                    "another data.root"
+                    f"and lct will not overwrite them. To train on them use `data=folder data.root={root}`; for the "
+                    f"built-in {name} choose another data.root"
                 ) from None
             # A cache from an older shipped VAE or other settings, marked as ours: rebuild it.
             log.warning("rebuilding the built-in %s cache at %s (%s)", name, root, err)

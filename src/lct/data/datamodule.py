@@ -1,4 +1,4 @@
-"""LatentDataModule: streams normalized latents x0 from a latent root (see .notes/CONTRACT.md, lct.data)."""
+"""LatentDataModule: streams normalized latents x0 from a latent root (docs/architecture.md)."""
 from __future__ import annotations
 
 import logging
@@ -52,11 +52,9 @@ class LatentDataModule(L.LightningDataModule):
         self.dataset: LatentBatchDataset | None = None
 
     def prepare_data(self) -> None:
-        """Build a built-in's latents on first use; otherwise only fail early on a missing root."""
-        if self.builtin:
-            ensure_builtin(self.root, self.builtin)
-        else:
-            read_metadata(self.root)
+        """Build a built-in's latents on first use; fail early on a missing root or a latent shape that
+        disagrees with the config."""
+        self._check_shape(ensure_builtin(self.root, self.builtin) if self.builtin else read_metadata(self.root))
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
@@ -77,8 +75,8 @@ class LatentDataModule(L.LightningDataModule):
             raise LatentDataError(
                 f"the data config says latent_channels={wanted[0]}, latent_resolution={wanted[1]} but "
                 f"{self.root / METADATA} holds latents of shape {[channels, height, width]}; set "
-                f"data.latent_channels={channels} data.latent_resolution={height}, or point data.root "
-                "at latents of the intended shape"
+                f"data.latent_channels={channels} data.latent_resolution={height} (or null: taken from the "
+                "metadata), or point data.root at latents of the intended shape"
             )
 
     def train_dataloader(self) -> DataLoader:

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from lct.data.shards import LatentShards
+from lct.errors import LctError
 
 
 class LatentBatchDataset(Dataset):
@@ -47,7 +48,8 @@ class StepBatchSampler(Sampler[list[int]]):
         if global_batch % world:
             raise ValueError(f"global batch {global_batch} is not divisible by the {world} processes")
         if num_items < global_batch:
-            raise ValueError(f"dataset has {num_items} items, fewer than one global batch of {global_batch}")
+            raise LctError(f"dataset has {num_items} items, fewer than one global batch of {global_batch}; set "
+                           f"data.batch_size={num_items} or less, or encode more images")
         self.n, self.B, self.seed, self.rank, self.world = num_items, global_batch, seed, rank, world
         self.start_step = start_step
         self.steps_per_epoch = num_items // global_batch   # drop_last: each epoch is whole batches

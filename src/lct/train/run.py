@@ -36,15 +36,16 @@ def resolve_ckpt(cfg: DictConfig) -> str | None:
     return resume.resolve_ckpt(cfg)
 
 
-def build(cfg: DictConfig):
-    """(module, datamodule, trainer, ckpt_path) from the composed config."""
+def build(cfg: DictConfig, datamodule=None):
+    """(module, datamodule, trainer, ckpt_path) from the composed config (and its built datamodule, if any)."""
     L.seed_everything(cfg.seed, workers=True)
     if "spawn" in str(cfg.trainer.get("strategy", "")):
         # Spawned ranks receive the module's tensors through shared memory; the default file-descriptor
         # passing fails for large storages in some sandboxes (gVisor: "unable to resize file").
         torch.multiprocessing.set_sharing_strategy("file_system")
     levels = noise_levels(cfg)
-    datamodule = build_datamodule(cfg)
+    if datamodule is None:
+        datamodule = build_datamodule(cfg)
     K = total_steps(cfg, datamodule.num_items)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     ckpt = resolve_ckpt(cfg)
@@ -82,8 +83,9 @@ def init_student(cfg: DictConfig, student, levels) -> dict:
 def train(cfg: DictConfig) -> Path:
     """Fit and return the run directory."""
     validate_config(cfg)
+    datamodule = build_datamodule(cfg)    # before the run directory records the config: fills the latent shape
     out = resume.prepare_run_dir(cfg)
-    module, datamodule, trainer, ckpt = build(cfg)
+    module, datamodule, trainer, ckpt = build(cfg, datamodule)
     torch.set_float32_matmul_precision("high")    # TF32 on Ampere+, as the authors' runs
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     log.info("run directory: %s", out)
