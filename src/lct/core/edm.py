@@ -21,7 +21,7 @@ from ._checks import NonFiniteError, check_finite, check_same_shape
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas
 from .precond import boundary_scalings
 
-SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = SIGMA_DATA, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho
+SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = PAPER.sigma_data, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho
 
 # Karras et al. 2022, Table 1: training noise distribution ln(sigma) ~ N(P_mean, P_std^2).
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
