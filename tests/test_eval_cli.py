@@ -60,7 +60,7 @@ def test_evaluate_reports_both_nfe_searches_and_resumes(ckpt, tmp_path, monkeypa
     assert search["best"]["fid"] == min(c["fid"] for c in search["curve"])
     assert (tmp_path / "e" / "results.md").read_text().startswith("| tiny.ckpt | 10 |")
     # rerun: every feature chunk and the reference come from disk, nothing is sampled again
-    monkeypatch.setattr(evaluate_cli, "multistep_sample", lambda *a, **k: pytest.fail("resumed run sampled"))
+    monkeypatch.setattr("lct.core.sampling.multistep_sample", lambda *a, **k: pytest.fail("resumed run sampled"))
     with pytest.warns(UserWarning):
         again = evaluate_cli.main(argv)
     assert again["results"]["1nfe"]["fid"] == pytest.approx(res["1nfe"]["fid"])

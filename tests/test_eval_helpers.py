@@ -5,7 +5,6 @@ import os
 import sys
 import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -73,10 +72,12 @@ class TinyCodec:
 
 
 def tiny_bundle(latent_shape=LATENT_SHAPE, codec_shape=LATENT_SHAPE, channels: int = 4):
+    from lct.checkpoint import Bundle
     from lct.core import PAPER, ConsistencyFunction
     torch.manual_seed(0)
     model = ConsistencyFunction(TinyBackbone(channels)).eval()
-    return SimpleNamespace(model=model, codec=TinyCodec(codec_shape), cfg=None, latent_shape=latent_shape, noise=PAPER)
+    return Bundle(model=model, cfg=None, latent_shape=latent_shape, weights="ema_0_999", noise=PAPER,
+                  _codec=TinyCodec(codec_shape))
 
 
 def install_fake_loader(monkeypatch, bundle_fn=tiny_bundle):

@@ -7,13 +7,22 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lct.core import ConsistencyFunction, ConsistencyObjective, NoiseLevels
+from lct.core import KINDS, ConsistencyFunction, ConsistencyObjective, Denoiser, EDMObjective, NoiseLevels
 from lct.errors import LctError
 
 
 def noise_levels(cfg) -> NoiseLevels:
     """The run's noise levels (`method.sigma`)."""
     return NoiseLevels.from_config(cfg.method.sigma)
+
+
+def kind(cfg) -> str:
+    """`method.kind`: consistency (the paper's method) or diffusion (the EDM baseline, experiment=edm)."""
+    value = cfg.method.get("kind", "consistency")     # configs written before the EDM baseline
+    if value not in KINDS:
+        raise LctError(f"method.kind={value!r} is invalid: choose one of {', '.join(KINDS)} "
+                       "(experiment=edm sets diffusion)")
+    return value
 
 
 def _part(cfg, key: str, **kwargs):
@@ -48,13 +57,23 @@ def build_datamodule(cfg):
     return dm
 
 
-def build_student(cfg) -> ConsistencyFunction:
-    """f_theta: the configured backbone inside the preconditioning of the run's noise levels."""
-    return ConsistencyFunction(instantiate(cfg.backbone, _convert_="all"), noise_levels(cfg))
+def build_student(cfg) -> ConsistencyFunction | Denoiser:
+    """The configured backbone inside the run's preconditioning: f_theta (consistency) or EDM's D_theta."""
+    backbone = instantiate(cfg.backbone, _convert_="all")
+    if kind(cfg) == "diffusion":
+        return Denoiser(backbone, noise_levels(cfg).sigma_data)
+    return ConsistencyFunction(backbone, noise_levels(cfg))
 
 
-def build_objective(cfg, student, total_steps: int, latent_shape) -> ConsistencyObjective:
-    """The per-step method from `method.*`; the c schedule gets D = C*H*W, the teacher the student."""
+def build_objective(cfg, student, total_steps: int, latent_shape) -> ConsistencyObjective | EDMObjective:
+    """The per-step method from `method.*`; the c schedule gets D = C*H*W, the teacher the student.
+    A diffusion run's objective is EDM's (`method.edm`: P_mean, P_std)."""
+    if kind(cfg) == "diffusion":
+        edm = dict(cfg.method.get("edm") or {})
+        unknown = sorted(set(edm) - {"p_mean", "p_std"})
+        if unknown:
+            raise LctError(f"method.edm has unknown keys {unknown}; it takes p_mean and p_std (conf/experiment/edm.yaml)")
+        return EDMObjective(noise_levels(cfg), **edm, seed=int(cfg.seed))
     teacher = _part(cfg, "teacher")
     teacher.bind(student)
     return ConsistencyObjective(

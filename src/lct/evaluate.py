@@ -1,4 +1,5 @@
-"""FID / KID / precision / recall of a checkpoint at 1 and 2 NFE (the paper's protocol: 50,000 samples).
+"""FID / KID / precision / recall of a checkpoint at 1 and 2 NFE (the paper's protocol: 50,000 samples); a
+diffusion (experiment=edm) checkpoint at 1 and 35 NFE or any odd --nfe (Heun's sampler).
 
     python -m lct.evaluate CKPT --out eval/ [--num-samples 50000] [--search] [--metrics inception,digit]
 
@@ -16,7 +17,7 @@ import logging
 from pathlib import Path
 
 from lct.cli import run_cli
-from lct.core.sampling import multistep_sample
+from lct.core.sampling import DEFAULT_NFE
 from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.inception import ENV_VAR, RESIZE_MODES
@@ -46,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("checkpoint")
     p.add_argument("--out", default="eval")
     p.add_argument("--num-samples", type=int, default=50_000)
-    p.add_argument("--nfe", type=int, nargs="+", default=[1, 2], choices=(1, 2))
+    p.add_argument("--nfe", type=int, nargs="+", default=None,
+                   help="NFE to score: 1 and/or 2 for a consistency checkpoint (default both); any odd numbers for a "
+                        "diffusion checkpoint (Heun, NFE = 2 steps - 1; default 1 35)")
     p.add_argument("--reference", default=None, help="reference statistics cache (default OUT/reference.pt)")
     p.add_argument("--reference-images", default=None,
                    help="real images (folder, .npz, .npy, .pt); default: decode the checkpoint's training latents")
@@ -143,16 +146,17 @@ def main(argv=None) -> dict:
     if args.search and "inception" not in args.metrics:
         raise LctError("--search sweeps the Inception FID: add inception to --metrics, or drop --search")
     bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
-    noise = bundle.noise
-    sample_fn = lambda x, s: multistep_sample(bundle.model, x, s, noise.sigma_min)  # noqa: E731
-    report = {"checkpoint": str(args.checkpoint), "protocol": args.protocol, "ema": not args.no_ema,
-              "seed": args.seed, "results": {}}
+    args.nfe = args.nfe or list(DEFAULT_NFE[bundle.kind])
+    if args.search and bundle.kind == "diffusion":
+        raise LctError(f"--search sweeps the 2-NFE sigma_mid of a consistency model; {args.checkpoint} is a "
+                       "diffusion (EDM) checkpoint: drop --search and compare NFE with --nfe")
+    sigmas = {nfe: bundle.nfe_sigmas(nfe, resolve_sigma_mid(args, bundle.noise)) for nfe in args.nfe}  # checks --nfe
+    report = {"checkpoint": str(args.checkpoint), "kind": bundle.kind, "protocol": args.protocol,
+              "ema": not args.no_ema, "seed": args.seed, "results": {}}
     if "digit" in args.metrics:
-        report["digits"] = {f"{nfe}nfe": evaluate_digits(args, bundle, sample_fn,
-                                                          noise.nfe_sigmas(nfe, resolve_sigma_mid(args, noise)))
-                            for nfe in args.nfe}
+        report["digits"] = {f"{nfe}nfe": evaluate_digits(args, bundle, bundle.sample, sigmas[nfe]) for nfe in args.nfe}
     if "inception" in args.metrics:
-        inception_report(args, bundle, sample_fn, out, report)
+        inception_report(args, bundle, bundle.sample, sigmas, out, report)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     row = _row(Path(args.checkpoint).name, args.num_samples, report["results"], report.get("digits", {}))
     (out / "results.md").write_text(row + "\n")
@@ -161,7 +165,7 @@ def main(argv=None) -> dict:
     return report
 
 
-def inception_report(args, bundle, sample_fn, out: Path, report: dict) -> None:
+def inception_report(args, bundle, sample_fn, sigmas: dict, out: Path, report: dict) -> None:
     """FID/KID/precision/recall at each NFE (and the sigma_mid search) into report."""
     authors = args.protocol == "authors"
     extra = {"extractor": authors_extractor(args.inception_path)} if authors else {}
@@ -181,9 +185,7 @@ def inception_report(args, bundle, sample_fn, out: Path, report: dict) -> None:
                                 args.chunk_size, not args.no_progress)
         return {**score(metrics, feats), "sigmas": list(sigmas)}
 
-    sigma_mid = resolve_sigma_mid(args, noise)
-    report["results"] = {f"{nfe}nfe": evaluate(noise.nfe_sigmas(nfe, sigma_mid), args.num_samples)
-                         for nfe in args.nfe}
+    report["results"] = {f"{nfe}nfe": evaluate(sigmas[nfe], args.num_samples) for nfe in args.nfe}
     report["reference"] = ref.provenance
     if args.search:
         n = args.search_num_samples or args.num_samples

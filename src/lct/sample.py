@@ -1,6 +1,8 @@
-"""Generate images from a checkpoint (EMA weights by default) at 1 or 2 NFE or a given list of sigmas.
+"""Generate images from a checkpoint (EMA weights by default) at 1 or 2 NFE or a given list of sigmas;
+a diffusion (experiment=edm) checkpoint at any odd NFE with Heun's sampler (NFE = 2 steps - 1).
 
     python -m lct.sample CKPT --num-samples 64 --nfe 2 --out samples/
+    python -m lct.sample EDM_CKPT --nfe 35 --out samples/
 
 Writes one PNG per sample (named by its seed), samples.npz (uint8 images NHWC, seeds, sigmas, latents)
 and grid.png. Sample i starts from the noise of seed + i (a 1-NFE sample is reproducible on its own;
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from lct.cli import run_cli
-from lct.core.sampling import multistep_sample
+from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.grid import image_grid, save_png
 from lct.eval.inception import to_uint8
@@ -48,8 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lct.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument("--nfe", type=int, default=1, choices=(1, 2))
-    p.add_argument("--sigmas", type=float, nargs="+", default=None, help="explicit descending sigma list (overrides --nfe)")
+    p.add_argument("--nfe", type=int, default=1,
+                   help="1 or 2 for a consistency checkpoint; any odd number for a diffusion checkpoint (Heun)")
+    p.add_argument("--sigmas", type=float, nargs="+", default=None,
+                   help="explicit descending sigma list (overrides --nfe; consistency checkpoints)")
     p.add_argument("--out", default="samples")
     p.add_argument("--no-png", action="store_true", help="skip the per-sample PNGs (npz and grid only)")
     p.add_argument("--grid-size", type=int, default=64, help="samples shown in grid.png")
@@ -60,13 +64,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> Path:
     args = parse_args(argv)
     bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
-    sigmas = args.sigmas or bundle.noise.nfe_sigmas(args.nfe, resolve_sigma_mid(args, bundle.noise))
+    if args.sigmas and bundle.kind == "diffusion":
+        raise LctError(f"--sigmas is for consistency checkpoints; {args.checkpoint} is a diffusion (EDM) checkpoint: "
+                       "choose the Heun steps with --nfe (an odd number, NFE = 2 steps - 1)")
+    sigmas = args.sigmas or bundle.nfe_sigmas(args.nfe, resolve_sigma_mid(args, bundle.noise))
     seeds = list(range(args.seed, args.seed + args.num_samples))
     out = Path(args.out)
     (out / "png").mkdir(parents=True, exist_ok=True)
-    sample_fn = lambda noise, s: multistep_sample(bundle.model, noise, s, bundle.noise.sigma_min)  # noqa: E731
     images, latents = [], []
-    for chunk, x0, imgs in generate(sample_fn, seeds, bundle.latent_shape, sigmas, args.batch_size,
+    for chunk, x0, imgs in generate(bundle.sample, seeds, bundle.latent_shape, sigmas, args.batch_size,
                                     bundle.codec.decode, args.device):
         u8 = to_uint8(imgs.cpu()).permute(0, 2, 3, 1).numpy()      # (B, H, W, 3)
         if not args.no_png:
@@ -79,7 +85,7 @@ def main(argv=None) -> Path:
              latents=np.concatenate(latents))
     grid = torch.from_numpy(images[: args.grid_size]).permute(0, 3, 1, 2)
     save_png(image_grid(grid), out / "grid.png")
-    meta = {"checkpoint": str(args.checkpoint), "ema": not args.no_ema, "sigmas": sigmas, "seeds": [seeds[0], seeds[-1]],
+    meta = {"checkpoint": str(args.checkpoint), "kind": bundle.kind, "ema": not args.no_ema, "sigmas": sigmas, "seeds": [seeds[0], seeds[-1]],
             "num_samples": len(seeds)}
     (out / "samples.json").write_text(json.dumps(meta, indent=2))
     print(f"wrote {len(seeds)} samples at sigmas {sigmas} to {out} (samples.npz, grid.png"

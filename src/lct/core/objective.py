@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._checks import NonFiniteError
+from .diagnostics import residual_stats
 from .losses import LossTerms, LowNoiseDiffusion, lct_loss
 from .noise_levels import NoiseLevels
 from .schedules import sample_indices
@@ -39,6 +40,8 @@ class StepOutput:
 
 class ConsistencyObjective(nn.Module):
     """The per-step method; an nn.Module so that a teacher network and the state travel with the model."""
+
+    kind = "consistency"
 
     def __init__(self, levels: NoiseLevels, metric, c, coupling, noise, teacher: nn.Module,
                  diffusion: LowNoiseDiffusion, curriculum, total_steps: int, seed: int = 0):
@@ -100,6 +103,16 @@ class ConsistencyObjective(nn.Module):
 
     def after_optimizer_step(self, student: nn.Module) -> None:
         self.teacher.update(student)
+
+    def diagnostics(self, out: StepOutput) -> dict:
+        """Rows logged every log_every steps beside train/loss: the terms, N, c and the TD residual's shape."""
+        terms, stats = out.terms, residual_stats(out.terms.residual)
+        return {
+            "train/consistency": terms.consistency, "train/diffusion": terms.diffusion,
+            "train/diffusion_fraction": terms.diffusion_fraction, "train/N": float(out.n_scales),
+            "train/c": float(out.c), "train/lambda_mean": terms.weight.mean(), "train/td_std": stats["std"],
+            "train/td_kurtosis": stats["kurtosis"], "train/td_outer_fence": stats["outer_fence_frac"],
+        }
 
     # State beyond parameters (generators, the c schedule) rides in the module's state_dict.
     def get_extra_state(self) -> dict:

@@ -1,4 +1,5 @@
-"""In-loop evaluation: every k steps and at the end, FID/KID/precision/recall at 1 and 2 NFE on the EMA model.
+"""In-loop evaluation: every k steps and at the end, FID/KID/precision/recall at each NFE (1 and 2 for a
+consistency run, 1 and 35 for EDM) on the EMA model.
 
 A fixed-seed sample set is generated with `pl_module.generate(noise, sigmas, ema=True)`, decoded with
 `trainer.datamodule.codec.decode`, and scored against reference statistics of decoded real latents
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from lct.core.noise_levels import PAPER
+from lct.core.sampling import DEFAULT_NFE, nfe_sigmas
 
 from .grid import image_grid, save_png, side_by_side
 from .metrics import GenerativeMetrics
@@ -25,11 +27,14 @@ log = logging.getLogger(__name__)
 
 
 class SampleGridCallback(L.Callback):
-    """Every k steps and at the end: a fixed-seed grid of EMA samples at 1 and 2 NFE, decoded, saved as PNG
-    under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features."""
+    """Every k steps and at the end: a fixed-seed grid of EMA samples at each NFE, decoded, saved as PNG
+    under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features.
+
+    nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
+    evaluations for an EDM run); an NFE the run's sampler cannot do stops the run at fit start."""
 
     def __init__(self, every_n_steps: int = 500, grid_size: int = 64, sigma_mid: float | None = None,
-                 sigma_mid_index: int | None = None, seed: int = 0, nfe: tuple[int, ...] = (1, 2),
+                 sigma_mid_index: int | None = None, seed: int = 0, nfe: tuple[int, ...] | None = None,
                  at_train_end: bool = True):
         super().__init__()
         if every_n_steps < 1:
@@ -37,24 +42,36 @@ class SampleGridCallback(L.Callback):
         self.every_n_steps, self.grid_size, self.seed = int(every_n_steps), int(grid_size), int(seed)
         # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
         self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
+        self._nfe = None if nfe is None else tuple(int(n) for n in nfe)
         self._use_noise_levels(PAPER)
-        self.nfe, self.at_train_end = tuple(int(n) for n in nfe), bool(at_train_end)
+        self.at_train_end = bool(at_train_end)
         self._dir: Path | None = None
         self._last_step = -1
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER))
+        self._use_run(pl_module)
         self._dir = None
         self._run_dir(trainer)
 
-    def _use_noise_levels(self, noise) -> None:
-        self.noise = noise
+    def _use_run(self, pl_module: L.LightningModule) -> None:
+        """The run's noise levels and sampler kind; an NFE its sampler cannot do fails now, not at the first pass."""
+        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER), getattr(pl_module, "kind", "consistency"))
+        for n in self.nfe:
+            self.sigmas(n)
+
+    def _use_noise_levels(self, noise, kind: str = "consistency") -> None:
+        self.noise, self.kind = noise, kind
+        self.nfe = self._nfe or DEFAULT_NFE[kind]
         if self._sigma_mid is not None:
             self.sigma_mid = float(self._sigma_mid)
         elif self.sigma_mid_index is not None:
             self.sigma_mid = noise.grid_sigma(self.sigma_mid_index, noise.mid_grid)
         else:
             self.sigma_mid = noise.sigma_mid
+
+    def sigmas(self, nfe: int) -> list[float]:
+        """The sampling sigmas of `nfe` evaluations for this run's kind (lct.core.nfe_sigmas)."""
+        return nfe_sigmas(self.kind, self.noise, nfe, self.sigma_mid)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -78,7 +95,7 @@ class SampleGridCallback(L.Callback):
         sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
         seeds = list(range(self.seed, self.seed + self.grid_size))
         grids = [image_grid(torch.cat([img.cpu() for _, _, img in generate(
-            sample_fn, seeds, shape, self.noise.nfe_sigmas(n, self.sigma_mid), 256, codec.decode, pl_module.device)]))
+            sample_fn, seeds, shape, self.sigmas(n), 256, codec.decode, pl_module.device)]))
             for n in self.nfe]
         self._save_grid(trainer, side_by_side(grids))
 
@@ -99,7 +116,7 @@ class SampleGridCallback(L.Callback):
 
     def _save_grid(self, trainer: L.Trainer, grid) -> None:
         path = save_png(grid, self._run_dir(trainer) / "samples" / f"step{trainer.global_step:07d}.png")
-        caption = f"1|2 NFE, sigma_mid={self.sigma_mid:.4f}, step {trainer.global_step}"
+        caption = f"{'|'.join(map(str, self.nfe))} NFE, sigma_mid={self.sigma_mid:.4f}, step {trainer.global_step}"
         for logger in trainer.loggers:
             try:
                 if hasattr(logger, "log_image"):                          # wandb
@@ -116,7 +133,7 @@ class SampleEvalCallback(SampleGridCallback):
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 500, batch_size: int = 50,
                  sigma_mid: float | None = None, sigma_mid_index: int | None = None, seed: int = 0,
-                 nfe: tuple[int, ...] = (1, 2), num_reference: int = 1000, reference_path: str | None = None,
+                 nfe: tuple[int, ...] | None = None, num_reference: int = 1000, reference_path: str | None = None,
                  on_stale: str = "recompute", grid_size: int = 36, kid_subset_size: int = 1000,
                  inception_path: str | None = None, resize_mode: str = "tf1_bilinear",
                  at_train_end: bool = True, extractor: nn.Module | None = None):
@@ -138,6 +155,7 @@ class SampleEvalCallback(SampleGridCallback):
         return codec
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._use_run(pl_module)
         self.metrics = GenerativeMetrics(self._extractor, kid_subset_size=self.kid_subset_size, seed=self.seed,
                                          inception_path=self.inception_path,
                                          resize_mode=self.resize_mode).to(pl_module.device)
@@ -182,7 +200,7 @@ class SampleEvalCallback(SampleGridCallback):
         sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
         results, grids = {}, []
         for nfe in self.nfe:
-            sigmas = self.noise.nfe_sigmas(nfe, self.sigma_mid)
+            sigmas = self.sigmas(nfe)
             self.metrics.reset_fake()
             shown = []
             for _, _, images in generate(sample_fn, seeds, shape, sigmas, self.batch_size, codec.decode, pl_module.device):

@@ -16,6 +16,7 @@ from lct.errors import LctError
 
 from .digits import DigitScorer
 from lct.core.noise_levels import PAPER, NoiseLevels
+from lct.core.sampling import DEFAULT_NFE, nfe_sigmas
 
 from .sampling import generate
 
@@ -23,26 +24,31 @@ log = logging.getLogger(__name__)
 
 
 def sample_images(pl_module: L.LightningModule, decode, seeds: list[int], latent_shape, nfe: int,
-                  sigma_mid: float, batch_size: int, noise: NoiseLevels = PAPER):
-    """Decoded EMA samples at `nfe` NFE (1: [sigma_max]; 2: [sigma_max, sigma_mid]), one batch at a time."""
+                  sigma_mid: float, batch_size: int, noise: NoiseLevels = PAPER, kind: str = "consistency"):
+    """Decoded EMA samples at `nfe` NFE (consistency 1: [sigma_max], 2: [sigma_max, sigma_mid]; diffusion: Heun
+    with 2 steps - 1 = nfe), one batch at a time."""
     sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
-    for _, _, images in generate(sample_fn, seeds, latent_shape, noise.nfe_sigmas(nfe, sigma_mid), batch_size, decode,
-                                 pl_module.device):
+    for _, _, images in generate(sample_fn, seeds, latent_shape, nfe_sigmas(kind, noise, nfe, sigma_mid), batch_size,
+                                 decode, pl_module.device):
         yield images
 
 
 class DigitMetricCallback(L.Callback):
-    """Logs the digit FID, legibility and coverage of `num_samples` EMA samples at each NFE (data=mnist only)."""
+    """Logs the digit FID, legibility and coverage of `num_samples` EMA samples at each NFE (data=mnist only).
+
+    nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
+    evaluations for an EDM run); the keys name the NFE actually spent."""
 
     def __init__(self, every_n_steps: int = 500, num_samples: int = 256, batch_size: int = 256,
-                 nfe: tuple[int, ...] = (1, 2), sigma_mid: float | None = None, sigma_mid_index: int | None = None,
+                 nfe: tuple[int, ...] | None = None, sigma_mid: float | None = None, sigma_mid_index: int | None = None,
                  seed: int = 0, classifier_path: str | None = None, at_train_end: bool = True):
         super().__init__()
         if every_n_steps < 1 or num_samples < 2:
             raise LctError(f"callbacks.digits needs every_n_steps >= 1 and num_samples >= 2, got {every_n_steps} "
                            f"and {num_samples}; fix them in conf/callbacks/default.yaml or on the command line")
         self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
-        self.nfe, self.seed, self.at_train_end = tuple(int(n) for n in nfe), int(seed), bool(at_train_end)
+        self._nfe = None if nfe is None else tuple(int(n) for n in nfe)
+        self.seed, self.at_train_end = int(seed), bool(at_train_end)
         # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
         self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
         self._use_noise_levels(PAPER)
@@ -50,8 +56,9 @@ class DigitMetricCallback(L.Callback):
         self.scorer: DigitScorer | None = None
         self._active, self._last_step = False, -1
 
-    def _use_noise_levels(self, noise: NoiseLevels) -> None:
-        self.noise = noise
+    def _use_noise_levels(self, noise: NoiseLevels, kind: str = "consistency") -> None:
+        self.noise, self.kind = noise, kind
+        self.nfe = self._nfe or DEFAULT_NFE[kind]
         if self._sigma_mid is not None:
             self.sigma_mid = float(self._sigma_mid)
         elif self.sigma_mid_index is not None:
@@ -60,7 +67,9 @@ class DigitMetricCallback(L.Callback):
             self.sigma_mid = noise.sigma_mid
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER))
+        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER), getattr(pl_module, "kind", "consistency"))
+        for n in self.nfe:      # an NFE the run's sampler cannot do fails now, not at the first pass
+            nfe_sigmas(self.kind, self.noise, n, self.sigma_mid)
         builtin = getattr(trainer.datamodule, "builtin", None)
         self._active = builtin == "mnist"
         if not self._active:
@@ -87,7 +96,7 @@ class DigitMetricCallback(L.Callback):
         results = {}
         for nfe in self.nfe:
             scores = self.scorer.score(sample_images(pl_module, codec.decode, seeds, codec.latent_shape, nfe,
-                                                     self.sigma_mid, self.batch_size, self.noise))
+                                                     self.sigma_mid, self.batch_size, self.noise, self.kind))
             for key in ("fid", "legible", "coverage"):
                 results[f"digits/{key}_{nfe}nfe"] = scores[key]
         return results

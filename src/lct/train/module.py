@@ -1,4 +1,5 @@
-"""ConsistencyModule: orchestration only; the method is lct.core.ConsistencyObjective."""
+"""ConsistencyModule: orchestration only; the method is the objective (lct.core.ConsistencyObjective, or
+lct.core.EDMObjective for the diffusion baseline, whose student is an EDM Denoiser)."""
 from __future__ import annotations
 
 import copy
@@ -18,11 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class ConsistencyModule(L.LightningModule):
-    """The student f_theta, its evaluation EMAs, and the objective; logs and skips non-finite steps."""
+    """The student (f_theta, or D_theta for EDM), its evaluation EMAs, and the objective; logs and skips
+    non-finite steps. `init_from` describes the EDM checkpoint the student started from (lct.checkpoint)."""
 
-    def __init__(self, student: core.ConsistencyFunction, objective: core.ConsistencyObjective, optimizer,
-                 ema: dict, latent_shape, log_every: int = 25, max_nonfinite: int = 20,
-                 run_config: dict | None = None):
+    def __init__(self, student: nn.Module, objective: nn.Module, optimizer, ema: dict, latent_shape,
+                 log_every: int = 25, max_nonfinite: int = 20, run_config: dict | None = None,
+                 init_from: dict | None = None):
         super().__init__()
         self.student, self.objective, self.ema_cfg = student, objective, ema
         # Evaluation EMAs (paper: 0.99993) are parameters-only copies, excluded from the optimizer.
@@ -32,10 +34,16 @@ class ConsistencyModule(L.LightningModule):
         self.nonfinite_run = self.nonfinite_total = 0
         self.last_finite_step: int | None = None
         self._skipped, self._t_last, self._step = False, None, 0
+        self.init_from = init_from
 
     @property
     def noise_levels(self) -> core.NoiseLevels:
         return self.objective.levels
+
+    @property
+    def kind(self) -> str:
+        """"consistency" or "diffusion": which sampler `generate` runs (lct.core.sampling)."""
+        return self.objective.kind
 
     # ---------------------------------------------------------------- the step
 
@@ -59,7 +67,7 @@ class ConsistencyModule(L.LightningModule):
         t = torch.tensor(float(flag), device=self.device)
         return bool(self.trainer.strategy.reduce(t, reduce_op="max") > 0)
 
-    def _skip_step(self, out: core.StepOutput):
+    def _skip_step(self, out):
         """Every non-finite input or loss: skip, count, log; stop with a checkpoint after max_nonfinite in a row."""
         self.nonfinite_run += 1
         self.nonfinite_total += 1
@@ -77,20 +85,12 @@ class ConsistencyModule(L.LightningModule):
                 "from an earlier checkpoint.")
         return None
 
-    def _log_step(self, out: core.StepOutput, b: int) -> None:
-        terms = out.terms
-        self.log("train/loss", terms.loss.detach(), prog_bar=True)
+    def _log_step(self, out, b: int) -> None:
+        self.log("train/loss", out.terms.loss.detach(), prog_bar=True)
         if self.global_step % self.log_every:
             return
-        stats = core.residual_stats(terms.residual)
         now = time.perf_counter()
-        rows = {
-            "train/consistency": terms.consistency, "train/diffusion": terms.diffusion,
-            "train/diffusion_fraction": terms.diffusion_fraction, "train/N": float(out.n_scales),
-            "train/c": float(out.c), "train/lambda_mean": terms.weight.mean(), "train/td_std": stats["std"],
-            "train/td_kurtosis": stats["kurtosis"], "train/td_outer_fence": stats["outer_fence_frac"],
-            "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"],
-        }
+        rows = {**self.objective.diagnostics(out), "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         if self._t_last is not None:    # a rate needs a previous timestamp: none on a run's (or resume's) first row
             rows["train/samples_per_s"] = self.log_every * b * self.trainer.world_size / (now - self._t_last)
         self._t_last = now
@@ -116,15 +116,19 @@ class ConsistencyModule(L.LightningModule):
 
     # ---------------------------------------------------------------- sampling and checkpoints
 
+    def nfe_sigmas(self, nfe: int, sigma_mid: float | None = None) -> list[float]:
+        """The sigmas `generate` takes for `nfe` evaluations (consistency: 1 or 2; diffusion: any odd NFE, Heun)."""
+        return core.nfe_sigmas(self.kind, self.noise_levels, nfe, sigma_mid)
+
     @torch.no_grad()
     def generate(self, noise: torch.Tensor, sigmas, ema: bool | float = True, generator=None) -> torch.Tensor:
-        """x0 latents from `noise` (B,C,H,W) through the sigmas (1 NFE: [sigma_max]) with an EMA or the student."""
+        """x0 latents from `noise` (B,C,H,W) through `sigmas` (from nfe_sigmas) with an EMA or the student."""
         key = selected_ema(ema, self.ema_cfg["decays"])
         net = self.student if key is None else self.emas[key]
         was_training = net.training
         net.eval()
         try:
-            return core.multistep_sample(net, noise, sigmas, self.noise_levels.sigma_min, generator)
+            return core.sample(self.kind, net, noise, sigmas, self.noise_levels, generator)
         finally:
             net.train(was_training)
 
@@ -133,7 +137,8 @@ class ConsistencyModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         codec = getattr(dm, "codec", None)
         checkpoint["lct"] = {
-            "config": self.run_config, "noise_levels": self.noise_levels.state_dict(),
+            "config": self.run_config, "kind": self.kind, "init_from": self.init_from,
+            "noise_levels": self.noise_levels.state_dict(),
             "latent_shape": list(self.latent_shape), "codec": codec.state_dict() if codec is not None else None,
             "weights": weight_prefixes(self.ema_cfg["decays"]), "nonfinite_total": self.nonfinite_total,
             "last_finite_step": self.last_finite_step, "torch_rng": torch.get_rng_state(),
@@ -143,5 +148,6 @@ class ConsistencyModule(L.LightningModule):
         state = checkpoint.get("lct", {})
         self.nonfinite_total = state.get("nonfinite_total", 0)
         self.last_finite_step = state.get("last_finite_step")
+        self.init_from = state.get("init_from", self.init_from)     # a resumed run keeps where it started from
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])

@@ -9,7 +9,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lct.builders import build_datamodule, build_objective, build_student, noise_levels
+from lct.builders import build_datamodule, build_objective, build_student, kind, noise_levels
+from lct.checkpoint import init_from_edm
+from lct.core.edm import preconditioning_gap
 from lct.errors import LctError
 from lct.train import resume
 from lct.train.callbacks import AtomicCheckpointIO
@@ -47,18 +49,36 @@ def build(cfg: DictConfig, datamodule=None):
         datamodule = build_datamodule(cfg)
     K = total_steps(cfg, datamodule.num_items)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    ckpt = resolve_ckpt(cfg)
     student = build_student(cfg)
+    # Before the module copies the student into its EMAs and the teacher binds to it; a resumed run
+    # continues from its own checkpoint instead.
+    init = init_student(cfg, student, levels) if cfg.get("init_from") and ckpt is None else None
     module = ConsistencyModule(
         student=student, objective=build_objective(cfg, student, K, datamodule.latent_shape),
         optimizer=instantiate(cfg.optimizer, _convert_="all"), ema=resolved["ema"],
         latent_shape=datamodule.latent_shape, log_every=cfg.log_every, max_nonfinite=cfg.max_nonfinite,
-        run_config=resolved)
+        run_config=resolved, init_from=init)
     log.info("noise levels: %s", levels)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
                           max_steps=K)
-    return module, datamodule, trainer, resolve_ckpt(cfg)
+    return module, datamodule, trainer, ckpt
+
+
+def init_student(cfg: DictConfig, student, levels) -> dict:
+    """init_from: the EDM checkpoint's backbone into the consistency student; logs how far the two
+    preconditionings differ on the run's sigma range (they agree except near sigma_min)."""
+    if kind(cfg) != "consistency":
+        raise LctError(f"init_from={cfg.init_from} starts consistency training from an EDM checkpoint; this run is "
+                       f"method.kind={kind(cfg)} (to continue an EDM run, pass its checkpoint as ckpt_path)")
+    init = init_from_edm(cfg.init_from, student, cfg)
+    gap = preconditioning_gap(levels.karras(1000), levels)
+    log.info("init_from %s: loaded its %s backbone (step %d); the consistency and EDM preconditionings differ by "
+             "at most |dc_skip| = %.2g (at sigma %.3g) and |dc_out| = %.2g (at sigma %.3g)", init["path"],
+             init["weights"], init["global_step"], gap.c_skip, gap.sigma_c_skip, gap.c_out, gap.sigma_c_out)
+    return {**init, "gap_c_skip": gap.c_skip, "gap_c_out": gap.c_out}
 
 
 def train(cfg: DictConfig) -> Path:

@@ -5,6 +5,7 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
+from lct.core.sampling import KINDS
 from lct.errors import LctError
 
 RESUME_CHANGES = ("refuse", "allow")
@@ -50,6 +51,12 @@ def validate_config(cfg: DictConfig) -> None:
     ratio = _get(cfg, "method.diffusion.ratio")
     if ratio is not None and (not _is_number(ratio) or not 0 <= ratio <= 1):
         raise bad("method.diffusion.ratio", ratio, "a fraction of the noise grid in [0, 1]")
+    kind = _get(cfg, "method.kind")
+    if kind not in (None, *KINDS):
+        raise bad("method.kind", kind, " or ".join(KINDS) + " (experiment=edm sets diffusion)")
+    if _get(cfg, "init_from") is not None and kind == "diffusion":
+        raise LctError(f"init_from={_get(cfg, 'init_from')} starts consistency training from an EDM checkpoint, but "
+                       "this run is experiment=edm; drop init_from (to continue an EDM run, pass ckpt_path=...)")
     changes = _get(cfg, "resume_changes")
     if changes not in RESUME_CHANGES:
         raise bad("resume_changes", changes, " or ".join(RESUME_CHANGES))
