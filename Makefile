@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 # 2 cores: OpenMP threads that spin-wait stall each other whenever anything else runs (see benchmarks/).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run test test-slow lint bench clean
 
 install: $(VENV)/.installed
 
@@ -26,7 +26,13 @@ run: install
 	$(BIN)/python -m lct.train experiment=cauchy_ot
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+lint: install                  # what `make test` checks first; `ruff format .` fixes the format
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow

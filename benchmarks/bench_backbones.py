@@ -5,6 +5,7 @@
 Prints a markdown table (median over the timed iterations). Tiny variants run at batch 64, the paper
 sizes at batch 2 with few iterations, so the whole run stays under ~3 minutes on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated registry names to run")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load {os.getloadavg()[0]:.1f}\n"
+    )
     # CPU seconds (all threads) do not grow when other processes share the cores; wall time does.
     print("| backbone | norm | latent | batch | params | ms/step (wall) | samples/s | CPU s/step |")
     print("|---|---|---|---|---|---|---|---|")
@@ -66,8 +69,11 @@ def main() -> None:
         if only and name not in only:
             continue
         n, sec, cpu = time_step(name, norm, res, batch, iters, warmup=1 if batch < 8 else 2)
-        print(f"| {name} | {norm or 'default'} | 4x{res}x{res} | {batch} | {n / 1e6:.2f}M | "
-              f"{sec * 1e3:.0f} | {batch / sec:.1f} | {cpu:.2f} |", flush=True)
+        print(
+            f"| {name} | {norm or 'default'} | 4x{res}x{res} | {batch} | {n / 1e6:.2f}M | "
+            f"{sec * 1e3:.0f} | {batch / sec:.1f} | {cpu:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_core.py   (add --quick for a smoke run)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,18 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from lct.core import (Cauchy, ConsistencyFunction, LowNoiseDiffusion, karras_sigmas, lct_loss,  # noqa: E402
-                      lognormal_index_probs, ot_pair, ot_permutation, sample_indices, sq_euclidean_cost)
+from lct.core import (  # noqa: E402
+    Cauchy,
+    ConsistencyFunction,
+    LowNoiseDiffusion,
+    karras_sigmas,
+    lct_loss,
+    lognormal_index_probs,
+    ot_pair,
+    ot_permutation,
+    sample_indices,
+    sq_euclidean_cost,
+)
 
 
 def timeit(fn, iters: int, warmup: int = 3) -> float:
@@ -60,9 +71,21 @@ def main() -> None:
 
         def step():
             idx = sample_indices(p, b)
-            terms = lct_loss(f, f, x0, noise, sigma_i=s[idx].float(), sigma_next=s[idx + 1].float(), indices=idx,
-                             n_scales=641, metric=Cauchy(), c=0.00025, diffusion=LowNoiseDiffusion())
+            terms = lct_loss(
+                f,
+                f,
+                x0,
+                noise,
+                sigma_i=s[idx].float(),
+                sigma_next=s[idx + 1].float(),
+                indices=idx,
+                n_scales=641,
+                metric=Cauchy(),
+                c=0.00025,
+                diffusion=LowNoiseDiffusion(),
+            )
             terms.loss.backward()
+
         rows.append((f"lct_loss fwd+bwd (2-conv net) B={b}", timeit(step, max(iters // 5, 3))))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, latent 4x32x32")
     print("| what | median ms |\n|---|---|")

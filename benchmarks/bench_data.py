@@ -3,6 +3,7 @@
 Writes N heavy-tailed 4x32x32 latents (the paper's latent shape) as shards, then times full epochs of
 LatentDataModule.train_dataloader() (normalized x0 batches) for several worker counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,9 @@ from lct.data.encoding import write_array_root
 
 def make_root(root: Path, count: int, shard: int, shape=(4, 32, 32)) -> None:
     rng = np.random.default_rng(0)
-    chunks = ((rng.standard_t(4, size=(min(shard, count - s), *shape)) * 5).astype(np.float32)
-              for s in range(0, count, shard))
+    chunks = (
+        (rng.standard_t(4, size=(min(shard, count - s), *shape)) * 5).astype(np.float32) for s in range(0, count, shard)
+    )
     write_array_root(root, chunks, command="benchmarks/bench_data.py")
 
 
@@ -30,7 +32,7 @@ def time_epochs(root: Path, batch_size: int, workers: int, epochs: int) -> float
     dm.setup("fit")
     loader = dm.train_dataloader()
     sampler = loader.sampler
-    for batch in loader:
+    for _batch in loader:
         pass
     seen, start = 0, time.perf_counter()
     for epoch in range(1, epochs + 1):

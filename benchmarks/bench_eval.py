@@ -3,6 +3,7 @@ Inception feature extraction, and one FID compute (2048-d eigendecomposition).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_eval.py [--batch 64] [--images 64]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ import time
 
 import torch
 
-from lct.core.precond import ConsistencyFunction
 from lct.core.noise_levels import PAPER
+from lct.core.precond import ConsistencyFunction
 from lct.core.sampling import multistep_sample
 from lct.eval.inception import InceptionFeatures
 from lct.eval.metrics import GenerativeMetrics
@@ -36,8 +37,10 @@ def builtin_codec():
     """The MNIST codec (project VAE shipped in the package), or None with the reason."""
     try:
         from lct.data import LatentDataModule
-        dm = LatentDataModule(root=os.path.join(tempfile.gettempdir(), "lct_bench_mnist"), batch_size=64,
-                              builtin="mnist")
+
+        dm = LatentDataModule(
+            root=os.path.join(tempfile.gettempdir(), "lct_bench_mnist"), batch_size=64, builtin="mnist"
+        )
         dm.prepare_data()
         dm.setup("fit")
         return dm.codec, dm.latent_shape
@@ -62,17 +65,22 @@ def main() -> None:
     print(f"1-NFE sampling, unet_tiny {tuple(shape)}, batch {args.batch}: {args.batch / t:8.1f} latents/s")
     if codec is not None:
         t = timed(lambda: codec.decode(multistep_sample(model, noise, PAPER.nfe_sigmas(1))))
-        print(f"1-NFE sampling + VAE decode to {codec.image_channels}x{codec.image_size}^2:    {args.batch / t:8.1f} images/s")
+        print(
+            f"1-NFE sampling + VAE decode to {codec.image_channels}x{codec.image_size}^2:"
+            f"    {args.batch / t:8.1f} images/s"
+        )
     ex = InceptionFeatures()
     images = torch.rand(args.images, 1, 32, 32) * 2 - 1
     t = timed(lambda: ex(images), repeats=1)
-    print(f"Inception features (32x32 grey -> 299, batch {args.images}):   {args.images / t:8.2f} images/s "
-          f"({t / args.images:.3f} s/image)")
+    print(
+        f"Inception features (32x32 grey -> 299, batch {args.images}):   {args.images / t:8.2f} images/s "
+        f"({t / args.images:.3f} s/image)"
+    )
     m = GenerativeMetrics(extractor=ex)
     feats = torch.randn(4096, 2048).relu()
     m.update_features(feats[:2048], real=True)
     m.update_features(feats[2048:])
-    t = timed(lambda: float(m.fid.compute()), repeats=1, warmup=False)    # compute() caches its result
+    t = timed(lambda: float(m.fid.compute()), repeats=1, warmup=False)  # compute() caches its result
     print(f"FID compute (2048-d, torchmetrics eigvals):             {t:8.2f} s")
 
 

@@ -14,6 +14,7 @@ Each case: `warmup` steps (compilation included; its estimate is printed separat
 then `profile` steps under torch.profiler (top-10 kernels by device time). Writes to --out (default
 $OUT or benchmarks/out): gpu_step.json (all numbers and errors), gpu_profile.txt, gpu_step_log.txt.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,36 +28,61 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOPS_PER_SAMPLE = 4 * 28.3e9   # student forward + backward (~3 forwards) + target forward, paper UNet at 4x32x32
-PEAK_BF16 = {"H100": 989.5e12, "H200": 989.5e12}   # dense bf16 tensor-core peak (vendor datasheet)
+FLOPS_PER_SAMPLE = 4 * 28.3e9  # student forward + backward (~3 forwards) + target forward, paper UNet at 4x32x32
+PEAK_BF16 = {"H100": 989.5e12, "H200": 989.5e12}  # dense bf16 tensor-core peak (vendor datasheet)
 
-PAPER = ["experiment=slct", "scale=paper", "backbone=unet_paper", "data=synthetic", "data.latent_resolution=32",
-         "data.batch_size=128", "data.num_items=4096"]
-TINY = ["experiment=cauchy_ot", "backbone=unet_tiny", "data=synthetic", "data.latent_resolution=8",
-        "data.batch_size=128", "data.num_items=4096"]
-QUIET = ["~callbacks.checkpoint", "~callbacks.final_checkpoint", "~callbacks.sample_grid", "~callbacks.progress",
-         "trainer.enable_progress_bar=false"]
+PAPER = [
+    "experiment=slct",
+    "scale=paper",
+    "backbone=unet_paper",
+    "data=synthetic",
+    "data.latent_resolution=32",
+    "data.batch_size=128",
+    "data.num_items=4096",
+]
+TINY = [
+    "experiment=cauchy_ot",
+    "backbone=unet_tiny",
+    "data=synthetic",
+    "data.latent_resolution=8",
+    "data.batch_size=128",
+    "data.num_items=4096",
+]
+QUIET = [
+    "~callbacks.checkpoint",
+    "~callbacks.final_checkpoint",
+    "~callbacks.sample_grid",
+    "~callbacks.progress",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def cases(mode: str) -> dict:
     """name -> (overrides, warmup, timed steps, profiled steps) for mode gpu | cpu | smoke."""
-    if mode == "smoke":   # CPU, tiny sizes; 'after' takes the bf16 + channels_last path without compiling
+    if mode == "smoke":  # CPU, tiny sizes; 'after' takes the bf16 + channels_last path without compiling
         small = ["backbone=unet_tiny", "data.latent_resolution=8", "data.batch_size=8", "data.num_items=64"]
         after = ["trainer=cpu", "trainer.precision=bf16-mixed", "trainer.channels_last=true"]
-        return {"paper_before": ([*PAPER, *small, "trainer=cpu"], 1, 2, 1),
-                "paper_after": ([*PAPER, *small, *after], 1, 2, 1),
-                "tiny_before": ([*TINY, "data.batch_size=8", "trainer=cpu"], 1, 2, 1),
-                "tiny_after": ([*TINY, "data.batch_size=8", *after], 1, 2, 1)}
-    if mode == "cpu":     # the built-in step on the CPU, eager vs compiled (inductor's C++ backend)
-        return {"tiny_before": ([*TINY, "trainer=cpu"], 10, 40, 0),
-                "tiny_after": ([*TINY, "trainer=cpu", "trainer.compile=true"], 10, 40, 0)}
-    return {"paper_before": ([*PAPER, "trainer=gpu_fp32"], 10, 30, 3),
-            "paper_after": ([*PAPER, "trainer=gpu"], 15, 30, 3),
-            "tiny_before": ([*TINY, "trainer=gpu_fp32"], 20, 100, 3),
-            "tiny_after": ([*TINY, "trainer=gpu", "trainer.compile_mode=reduce-overhead"], 30, 100, 3)}
+        return {
+            "paper_before": ([*PAPER, *small, "trainer=cpu"], 1, 2, 1),
+            "paper_after": ([*PAPER, *small, *after], 1, 2, 1),
+            "tiny_before": ([*TINY, "data.batch_size=8", "trainer=cpu"], 1, 2, 1),
+            "tiny_after": ([*TINY, "data.batch_size=8", *after], 1, 2, 1),
+        }
+    if mode == "cpu":  # the built-in step on the CPU, eager vs compiled (inductor's C++ backend)
+        return {
+            "tiny_before": ([*TINY, "trainer=cpu"], 10, 40, 0),
+            "tiny_after": ([*TINY, "trainer=cpu", "trainer.compile=true"], 10, 40, 0),
+        }
+    return {
+        "paper_before": ([*PAPER, "trainer=gpu_fp32"], 10, 30, 3),
+        "paper_after": ([*PAPER, "trainer=gpu"], 15, 30, 3),
+        "tiny_before": ([*TINY, "trainer=gpu_fp32"], 20, 100, 3),
+        "tiny_after": ([*TINY, "trainer=gpu", "trainer.compile_mode=reduce-overhead"], 30, 100, 3),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- one case
+
 
 def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: int, out: Path) -> dict:
     """Build through lct.train.run.build and fit warmup + steps + profile steps; returns the numbers."""
@@ -82,7 +108,7 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
             if step in (1, warmup, warmup + steps):
                 sync()
                 marks[step] = time.perf_counter()
-                marks[f"cpu{step}"] = time.process_time()   # this process's CPU time: independent of host load
+                marks[f"cpu{step}"] = time.process_time()  # this process's CPU time: independent of host load
                 if step == warmup and cuda:
                     torch.cuda.reset_peak_memory_stats()
                 if step == warmup + steps and cuda:
@@ -97,9 +123,17 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
 
     with tempfile.TemporaryDirectory() as tmp:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, *QUIET, f"trainer.max_steps={total}",
-                                               f"paths.root_dir={tmp}", f"paths.output_dir={tmp}/run"])
-        torch.set_float32_matmul_precision("high")   # as `python -m lct.train` (lct.train.run.train) sets
+            cfg = compose(
+                "config",
+                overrides=[
+                    *overrides,
+                    *QUIET,
+                    f"trainer.max_steps={total}",
+                    f"paths.root_dir={tmp}",
+                    f"paths.output_dir={tmp}/run",
+                ],
+            )
+        torch.set_float32_matmul_precision("high")  # as `python -m lct.train` (lct.train.run.train) sets
         module, datamodule, trainer, _ = build(cfg)
         trainer.callbacks.append(Clock())
         trainer.fit(module, datamodule=datamodule)
@@ -107,10 +141,17 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
     s_per_step = (marks[warmup + steps] - marks[warmup]) / steps
     batch = int(cfg.data.batch_size)
     result = {
-        "overrides": overrides, "batch": batch, "warmup": warmup, "steps": steps,
-        "precision": str(cfg.trainer.precision), "compile": bool(cfg.trainer.compile),
-        "compile_mode": str(cfg.trainer.compile_mode), "channels_last": bool(cfg.trainer.channels_last),
-        "s_per_step": s_per_step, "steps_per_s": 1 / s_per_step, "samples_per_s": batch / s_per_step,
+        "overrides": overrides,
+        "batch": batch,
+        "warmup": warmup,
+        "steps": steps,
+        "precision": str(cfg.trainer.precision),
+        "compile": bool(cfg.trainer.compile),
+        "compile_mode": str(cfg.trainer.compile_mode),
+        "channels_last": bool(cfg.trainer.channels_last),
+        "s_per_step": s_per_step,
+        "steps_per_s": 1 / s_per_step,
+        "samples_per_s": batch / s_per_step,
         "cpu_s_per_step": (marks[f"cpu{warmup + steps}"] - marks[f"cpu{warmup}"]) / steps,
         "first_step_s": marks[1] - marks["start"],
         "threads": torch.get_num_threads(),
@@ -124,26 +165,30 @@ def run_case(name: str, overrides: list[str], warmup: int, steps: int, profile: 
             result["tflops"] = result["samples_per_s"] * FLOPS_PER_SAMPLE / 1e12
             result["mfu_vs_bf16_dense_peak"] = result["samples_per_s"] * FLOPS_PER_SAMPLE / peak
     if profile:
-        try:   # a profiler problem must not lose the timings above
+        try:  # a profiler problem must not lose the timings above
             sort = "self_device_time_total" if cuda else "self_cpu_time_total"
             table = prof_box["p"].key_averages().table(sort_by=sort, row_limit=10, max_name_column_width=70)
             with open(out / "gpu_profile.txt", "a") as f:
                 f.write(f"== {name}: top-10 by {sort}, {profile} steps ({' '.join(overrides)})\n{table}\n")
-        except Exception as err:   # noqa: BLE001
+        except Exception as err:  # noqa: BLE001
             result["profile_error"] = f"{type(err).__name__}: {err}"[:500]
     return result
 
 
 # ---------------------------------------------------------------------------------------------- driver
 
+
 def environment() -> dict:
     import torch
+
     env = {"torch": torch.__version__, "python": sys.version.split()[0], "cuda": torch.cuda.is_available()}
     if env["cuda"]:
-        env.update(gpu=torch.cuda.get_device_name(), cuda_version=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version())
+        env.update(
+            gpu=torch.cuda.get_device_name(), cuda_version=torch.version.cuda, cudnn=torch.backends.cudnn.version()
+        )
     try:
         import lightning
+
         env["lightning"] = lightning.__version__
     except ImportError:
         pass
@@ -159,16 +204,16 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", help="subset of the cases, in this order")
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "benchmarks" / "out"))
     ap.add_argument("--budget-s", type=float, default=235.0, help="wall-clock budget for all cases together")
-    ap.add_argument("--case", help=argparse.SUPPRESS)   # child process: run one case
+    ap.add_argument("--case", help=argparse.SUPPRESS)  # child process: run one case
     args = ap.parse_args()
     mode = "smoke" if args.smoke else "cpu" if args.cpu else "gpu"
     table, out = cases(mode), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    if args.case:   # child: one case, its JSON on the last line of stdout
+    if args.case:  # child: one case, its JSON on the last line of stdout
         try:
             result = run_case(args.case, *table[args.case], out)
-        except Exception as err:   # noqa: BLE001 -- recorded in the JSON, the driver goes on
+        except Exception as err:  # noqa: BLE001 -- recorded in the JSON, the driver goes on
             result = {"error": f"{type(err).__name__}: {err}"[:2000], "traceback": traceback.format_exc()[-4000:]}
         print("RESULT " + json.dumps(result), flush=True)
         return
@@ -183,8 +228,11 @@ def main() -> None:
         if left < 20:
             report["cases"][name] = {"error": f"skipped: {left:.0f} s of the {args.budget_s:.0f} s budget left"}
             continue
-        cmd = [sys.executable, __file__, "--case", name, "--out", str(out)] + (["--smoke"] if args.smoke else []) \
+        cmd = (
+            [sys.executable, __file__, "--case", name, "--out", str(out)]
+            + (["--smoke"] if args.smoke else [])
             + (["--cpu"] if args.cpu else [])
+        )
         t = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left, env=env, cwd=ROOT)
@@ -199,7 +247,7 @@ def main() -> None:
         report["cases"][name] = result
         _summary(name, result)
         report["total_wall_s"] = time.perf_counter() - t0
-        (out / "gpu_step.json").write_text(json.dumps(report, indent=2))   # after every case: a kill keeps the rest
+        (out / "gpu_step.json").write_text(json.dumps(report, indent=2))  # after every case: a kill keeps the rest
     for kind in ("paper", "tiny"):
         before, after = report["cases"].get(f"{kind}_before", {}), report["cases"].get(f"{kind}_after", {})
         if "samples_per_s" in before and "samples_per_s" in after:
@@ -216,8 +264,11 @@ def _summary(name: str, r: dict) -> None:
         return
     mfu = f" MFU {100 * r['mfu_vs_bf16_dense_peak']:.1f}%" if "mfu_vs_bf16_dense_peak" in r else ""
     mem = f" peak {r['peak_mem_gib']:.2f} GiB" if r.get("peak_mem_gib") is not None else ""
-    print(f"{name:13s} {r['s_per_step'] * 1e3:8.1f} ms/step {r['samples_per_s']:9.0f} samples/s{mfu}{mem}"
-          f"  compile ~{r['compile_s_estimate']:.0f} s  (case wall {r['wall_s']:.0f} s)", flush=True)
+    print(
+        f"{name:13s} {r['s_per_step'] * 1e3:8.1f} ms/step {r['samples_per_s']:9.0f} samples/s{mfu}{mem}"
+        f"  compile ~{r['compile_s_estimate']:.0f} s  (case wall {r['wall_s']:.0f} s)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

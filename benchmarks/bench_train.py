@@ -7,6 +7,7 @@ composite loss, EMA update) on the same data, and are timed after a warm-up. Pri
   python benchmarks/bench_train.py --device cuda --steps 200 --warmup 20 \
       --data synthetic --overrides experiment=slct backbone=unet_paper data.latent_resolution=32 data.batch_size=128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def _sync(device: str) -> None:
 def lightning_run(cfg, steps: int, warmup: int, device: str) -> dict:
     """Steps/s of trainer.fit between step `warmup` and the end."""
     import lightning as L
+
     from lct.train.run import build
 
     marks = {}
@@ -46,8 +48,7 @@ def lightning_run(cfg, steps: int, warmup: int, device: str) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     trainer.fit(module, datamodule=dm)
-    return {"path": "lightning", "s_per_step": (marks[steps] - marks[warmup]) / (steps - warmup),
-            **_memory(device)}
+    return {"path": "lightning", "s_per_step": (marks[steps] - marks[warmup]) / (steps - warmup), **_memory(device)}
 
 
 def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
@@ -56,6 +57,7 @@ def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
 
     from lct import core
     from lct.builders import build_datamodule, build_objective, build_student
+
     dm = build_datamodule(cfg)
     dm.setup("fit")
     f = build_student(cfg).to(device)
@@ -99,17 +101,32 @@ def main() -> None:
     ap.add_argument("--overrides", nargs="*", default=[])
     args = ap.parse_args()
     from train_utils import compose_cfg
+
     accel = ["trainer=gpu_fp32", "trainer.devices=1"] if args.device.startswith("cuda") else []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg(tmp, [*accel, f"trainer.max_steps={args.steps}", "~callbacks.sample_grid",
-                                "~callbacks.checkpoint", "~callbacks.final_checkpoint", *args.overrides],
-                          data=args.data)
+        cfg = compose_cfg(
+            tmp,
+            [
+                *accel,
+                f"trainer.max_steps={args.steps}",
+                "~callbacks.sample_grid",
+                "~callbacks.checkpoint",
+                "~callbacks.final_checkpoint",
+                *args.overrides,
+            ],
+            data=args.data,
+        )
         for path in args.paths:
             torch.manual_seed(0)
             fn = lightning_run if path == "lightning" else plain_run
             result = fn(cfg, args.steps, args.warmup, args.device)
-            result.update(batch=int(cfg.data.batch_size), backbone=cfg.backbone._target_,
-                          overrides=args.overrides, torch=torch.__version__, threads=torch.get_num_threads())
+            result.update(
+                batch=int(cfg.data.batch_size),
+                backbone=cfg.backbone._target_,
+                overrides=args.overrides,
+                torch=torch.__version__,
+                threads=torch.get_num_threads(),
+            )
             print(json.dumps(result), flush=True)
 
 

@@ -3,6 +3,7 @@ metrics, the last step reached, non-finite counts, exit status and the tail of i
 
     python benchmarks/collect_numerics.py RUNS_DIR OUT.json
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,10 @@ def read_run(run: Path) -> dict:
             if key != "step" and value not in ("", None):
                 series.setdefault(key, []).append((int(float(r["step"])), float(value)))
     keep = ("train/loss", "train/nonfinite_total", "train/samples_per_s", "train/td_std", "train/c")
-    out = {"last_step": max((s for v in series.values() for s, _ in v), default=None),
-           "curves": {k: v for k, v in series.items() if k in keep or k.startswith("digits/")}}
+    out = {
+        "last_step": max((s for v in series.values() for s, _ in v), default=None),
+        "curves": {k: v for k, v in series.items() if k in keep or k.startswith("digits/")},
+    }
     log = run.parent / f"{run.name}.log"
     out["log_tail"] = log.read_text(errors="replace").splitlines()[-15:] if log.is_file() else []
     return out
@@ -36,8 +39,11 @@ def main(runs: str, out: str) -> None:
         for line in (runs_dir / "status.txt").read_text().splitlines():
             name, _, code = line.partition(" exit ")
             status[name] = int(code)
-    result = {run.name: {**read_run(run), "exit": status.get(run.name)}
-              for run in sorted(runs_dir.iterdir()) if run.is_dir() and run.name != "warm"}
+    result = {
+        run.name: {**read_run(run), "exit": status.get(run.name)}
+        for run in sorted(runs_dir.iterdir())
+        if run.is_dir() and run.name != "warm"
+    }
     Path(out).write_text(json.dumps(result, indent=1))
     for name, r in result.items():
         digits = {k: v[-1] for k, v in r["curves"].items() if k.startswith("digits/")}

@@ -7,6 +7,7 @@ Needs only torch and lct.nn (the repo's src/ is put on sys.path). Prints one JSO
 precision ms/step, samples/s and peak memory, plus the no-grad forward that a consistency-training
 step adds for the target f_theta-(x_r, sigma_{i+1}).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,27 +69,40 @@ def measure(args, precision: str) -> dict:
     step_ms = _timed(step, device, args.warmup, args.iters)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     fwd_ms = _timed(target_forward, device, max(1, args.warmup // 4), args.iters)
-    return {"step_ms": round(step_ms, 2), "samples_per_s": round(args.batch * 1e3 / step_ms, 1),
-            "peak_mem_gib": None if peak is None else round(peak, 2),
-            "target_forward_ms": round(fwd_ms, 2),
-            "ct_step_ms": round(step_ms + fwd_ms, 2)}
+    return {
+        "step_ms": round(step_ms, 2),
+        "samples_per_s": round(args.batch * 1e3 / step_ms, 1),
+        "peak_mem_gib": None if peak is None else round(peak, 2),
+        "target_forward_ms": round(fwd_ms, 2),
+        "ct_step_ms": round(step_ms + fwd_ms, 2),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--backbone", default="unet_paper", help="lct.nn registry name, e.g. dit_B_2")
-    parser.add_argument("--norm", default="nsln", help="norm override (the paper's final UNet: nsln); '' keeps the factory's")
+    parser.add_argument(
+        "--norm", default="nsln", help="norm override (the paper's final UNet: nsln); '' keeps the factory's"
+    )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()
-    result = {"backbone": args.backbone, "norm": args.norm or "default", "batch": args.batch, "latent": [4, args.resolution, args.resolution],
-              "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
-              "torch": torch.__version__, "warmup": args.warmup, "iters": args.iters,
-              "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
+    result = {
+        "backbone": args.backbone,
+        "norm": args.norm or "default",
+        "batch": args.batch,
+        "latent": [4, args.resolution, args.resolution],
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
+        "torch": torch.__version__,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+    }
     for precision in args.precisions.split(","):
         result[precision] = measure(args, precision)
     print(json.dumps(result, indent=2))

@@ -1,32 +1,54 @@
 """Checkpoints: self-sufficient (the path alone samples and decodes) and safe (weights_only, one-line errors)."""
+
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from train_utils import compose_cfg, fit
 
 import lct.sample as sample_cli
 from lct.checkpoint import _read, load_for_sampling
 from lct.core import NoiseLevels
 from lct.errors import LctError
-from train_utils import compose_cfg, fit
 
 
 def test_trained_checkpoint_samples_and_decodes_through_the_public_loader(tmp_path):
-    cfg = compose_cfg(tmp_path, ["experiment=slct", "trainer.max_steps=2", "data.batch_size=16",
-                                 f"data.root={tmp_path}/latents", "~callbacks.sample_grid"], data="mnist")
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "experiment=slct",
+            "trainer.max_steps=2",
+            "data.batch_size=16",
+            f"data.root={tmp_path}/latents",
+            "~callbacks.sample_grid",
+        ],
+        data="mnist",
+    )
     fit(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     meta = torch.load(ckpt, weights_only=True)["lct"]
     assert NoiseLevels.from_state_dict(meta["noise_levels"]) == NoiseLevels()
     assert set(meta["weights"]) == {"student", "ema_0_999"} and meta["codec"]["mean"].shape == (4, 8, 8)
-    shutil.rmtree(tmp_path / "latents")                    # the checkpoint alone must suffice
+    shutil.rmtree(tmp_path / "latents")  # the checkpoint alone must suffice
     bundle = load_for_sampling(ckpt)
     assert bundle.weights == "ema_0_999" and bundle.latent_shape == (4, 8, 8)
     for nfe in (1, 2):
-        out = sample_cli.main([str(ckpt), "--num-samples", "3", "--nfe", str(nfe), "--device", "cpu",
-                               "--out", str(tmp_path / f"s{nfe}"), "--no-png"])
+        out = sample_cli.main(
+            [
+                str(ckpt),
+                "--num-samples",
+                "3",
+                "--nfe",
+                str(nfe),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / f"s{nfe}"),
+                "--no-png",
+            ]
+        )
         z = np.load(out / "samples.npz")
         assert z["images"].shape == (3, 32, 32, 3) and z["images"].dtype == np.uint8
         assert list(z["sigmas"]) == pytest.approx(NoiseLevels().nfe_sigmas(nfe))
@@ -48,7 +70,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_has_no_effect(tmp_path)
     with pytest.raises(LctError, match="evil.ckpt") as err:
         _read(path)
     assert "\n" not in str(err.value) and not marker.exists()
-    with pytest.raises(LctError, match="was not loaded"):         # through the sampling CLI too
+    with pytest.raises(LctError, match="was not loaded"):  # through the sampling CLI too
         sample_cli.main([str(path), "--out", str(tmp_path / "s"), "--device", "cpu"])
     assert not marker.exists()
 
@@ -70,7 +92,8 @@ def test_truncated_or_foreign_files_name_the_file(tmp_path):
 
 def test_the_run_config_and_the_library_defaults_agree_on_the_noise_levels():
     from omegaconf import OmegaConf
+
     conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
     assert NoiseLevels.from_config(conf.method.sigma) == NoiseLevels()
-    assert 0.44 < NoiseLevels().sigma_mid < 0.45          # index 430 of the 641-point grid
+    assert 0.44 < NoiseLevels().sigma_mid < 0.45  # index 430 of the 641-point grid
     assert NoiseLevels.from_config({**conf.method.sigma, "data": 1.0}).sigma_data == 1.0

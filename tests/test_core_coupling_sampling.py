@@ -1,4 +1,5 @@
 """OT pairing against brute force and POT; EMA; samplers."""
+
 import itertools
 
 import numpy as np
@@ -6,8 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from lct.core import (PAPER, ConsistencyFunction, ema_decay, ema_update, multistep_sample, onestep_sample,
-                      ot_pair, ot_permutation, sq_euclidean_cost, twostep_sample)
+from lct.core import (
+    PAPER,
+    ConsistencyFunction,
+    ema_decay,
+    ema_update,
+    multistep_sample,
+    onestep_sample,
+    ot_pair,
+    ot_permutation,
+    sq_euclidean_cost,
+    twostep_sample,
+)
 
 
 def _cost(x, n):
@@ -17,7 +28,10 @@ def _cost(x, n):
 @pytest.mark.parametrize("seed", range(5))
 def test_exact_ot_equals_bruteforce_optimum(seed):
     g = torch.Generator().manual_seed(seed)
-    x, n = torch.randn(6, 2, 3, 3, generator=g, dtype=torch.float64), torch.randn(6, 2, 3, 3, generator=g, dtype=torch.float64)
+    x, n = (
+        torch.randn(6, 2, 3, 3, generator=g, dtype=torch.float64),
+        torch.randn(6, 2, 3, 3, generator=g, dtype=torch.float64),
+    )
     C = _cost(x, n)
     best = min(C[torch.arange(6), list(p)].sum().item() for p in itertools.permutations(range(6)))
     paired = ot_pair(x, n)
@@ -66,7 +80,7 @@ def test_ema_update_and_warmup():
 
 class Shrink(nn.Module):
     def forward(self, x, c_noise):
-        return torch.zeros_like(x)        # F = 0 => f(x, sigma) = c_skip(sigma) x
+        return torch.zeros_like(x)  # F = 0 => f(x, sigma) = c_skip(sigma) x
 
 
 def test_samplers_follow_their_definition():
@@ -88,10 +102,11 @@ def test_samplers_follow_their_definition():
 
 def test_residual_stats_gaussian_vs_heavy_tails():
     from lct.core import residual_stats
+
     g = torch.Generator().manual_seed(0)
     gauss = residual_stats(torch.randn(200_000, generator=g) * 0.3)
     assert gauss["std"] == pytest.approx(0.3, rel=0.02) and abs(gauss["kurtosis"]) < 0.1
-    assert gauss["outer_fence_frac"] < 1e-4       # 3 IQR fences sit at ~4.7 sigma for a Gaussian
+    assert gauss["outer_fence_frac"] < 1e-4  # 3 IQR fences sit at ~4.7 sigma for a Gaussian
     cauchy = residual_stats(torch.distributions.Cauchy(0.0, 1.0).sample((200_000,)))
     assert cauchy["kurtosis"] > 100 and cauchy["outer_fence_frac"] > 0.05
 
@@ -101,6 +116,7 @@ def test_ot_cost_is_computed_in_fp32_under_bf16_autocast():
     g = torch.Generator().manual_seed(0)
     x, n = torch.randn(128, 4, 8, 8, generator=g), torch.randn(128, 4, 8, 8, generator=g)
     from lct import core
+
     ref = core.sq_euclidean_cost(x, n)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = core.sq_euclidean_cost(x, n)

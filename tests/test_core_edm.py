@@ -1,5 +1,6 @@
 """EDM baseline math: preconditioning and loss against Karras et al. 2022's closed forms, Heun on a Gaussian
 whose exact denoiser is known, and the diffusion -> consistency weight mapping."""
+
 import math
 
 import pytest
@@ -7,9 +8,21 @@ import torch
 from torch import nn
 
 from lct.core import ConsistencyFunction, karras_sigmas
-from lct.core.edm import (EDM_P_MEAN, EDM_P_STD, Denoiser, consistency_state_from_edm, edm_loss, edm_scalings,
-                          edm_weight, heun_nfe, heun_sample, heun_sigmas, heun_steps_for_nfe, lognormal_sigmas,
-                          preconditioning_gap)
+from lct.core.edm import (
+    EDM_P_MEAN,
+    EDM_P_STD,
+    Denoiser,
+    consistency_state_from_edm,
+    edm_loss,
+    edm_scalings,
+    edm_weight,
+    heun_nfe,
+    heun_sample,
+    heun_sigmas,
+    heun_steps_for_nfe,
+    lognormal_sigmas,
+    preconditioning_gap,
+)
 from lct.core.precond import c_noise
 from lct.errors import LctError
 
@@ -38,8 +51,9 @@ class Recorder(nn.Module):
         return torch.zeros_like(x)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Preconditioning.
+
 
 def test_scalings_closed_forms():
     c_skip, c_out, c_in = edm_scalings(SIGMAS, SD)
@@ -64,11 +78,12 @@ def test_input_is_variance_preserving_and_target_has_unit_variance():
     n_mc = 200_000
     x = SD * torch.randn(n_mc, 1, generator=g, dtype=torch.float64)
     n = torch.randn(n_mc, 1, generator=g, dtype=torch.float64)
-    target = (x - c_skip * (x + SIGMAS * n)) / c_out                                  # (n_mc, 7)
+    target = (x - c_skip * (x + SIGMAS * n)) / c_out  # (n_mc, 7)
     # The sample variance of n_mc draws has relative standard error sqrt(2 / n_mc) = 0.0032; allow 4 of them.
     torch.testing.assert_close(target.var(0), torch.ones_like(SIGMAS), rtol=0, atol=4 * math.sqrt(2 / n_mc))
-    torch.testing.assert_close((c_in * (x + SIGMAS * n)).var(0), torch.ones_like(SIGMAS), rtol=0,
-                               atol=4 * math.sqrt(2 / n_mc))
+    torch.testing.assert_close(
+        (c_in * (x + SIGMAS * n)).var(0), torch.ones_like(SIGMAS), rtol=0, atol=4 * math.sqrt(2 / n_mc)
+    )
 
 
 def test_denoiser_is_identity_as_sigma_goes_to_zero():
@@ -96,8 +111,9 @@ def test_denoiser_feeds_backbone_exactly_like_the_consistency_function():
     torch.testing.assert_close(d_rec.seen[1], c_noise(SIGMAS), rtol=1e-15, atol=0)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Training loss.
+
 
 def test_weight_is_inverse_c_out_squared():
     _, c_out, _ = edm_scalings(SIGMAS, SD)
@@ -156,7 +172,7 @@ def test_lognormal_sigmas_moments_and_generator():
     assert torch.equal(a, b) and a.dtype == torch.float32 and bool((a > 0).all())
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Heun sampler on a Gaussian: data N(mu, s^2) per channel has the exact denoiser D(x, t) = mu + s^2/(s^2+t^2) (x - mu),
 # and the probability-flow ODE dx/dt = (x - D)/t keeps (x - mu)/sqrt(s^2 + t^2) constant.
 
@@ -208,11 +224,11 @@ def _flow_errors(sampler, steps):
 
 def test_heun_error_is_second_order_and_beats_euler():
     heun = {n: _flow_errors(heun_sample, n) for n in (10, 20, 40, 80)}
-    euler = {n: _flow_errors(euler_sample, heun_nfe(n)) for n in (10, 20, 40, 80)}   # Euler at Heun's NFE
+    euler = {n: _flow_errors(euler_sample, heun_nfe(n)) for n in (10, 20, 40, 80)}  # Euler at Heun's NFE
     for n in (20, 40):
-        assert heun[n] / heun[2 * n] > 3.5      # ~4 for a second-order method
-        assert euler[n] / euler[2 * n] < 2.5    # ~2 for a first-order method
-    assert heun[40] < 0.02                      # the bound test_heun_reproduces_gaussian_moments relies on
+        assert heun[n] / heun[2 * n] > 3.5  # ~4 for a second-order method
+        assert euler[n] / euler[2 * n] < 2.5  # ~2 for a first-order method
+    assert heun[40] < 0.02  # the bound test_heun_reproduces_gaussian_moments relies on
     assert heun[40] < euler[40] and heun[80] < euler[80] / 5
 
 
@@ -225,13 +241,13 @@ def test_heun_sigmas_and_nfe_accounting():
     for steps in (1, 2, 5):
         calls = []
 
-        def counting(x, t):
+        def counting(x, t, calls=calls):
             calls.append(t)
             return gaussian_denoiser(x, t)
 
         heun_sample(counting, torch.zeros(1, 2, 1, 1, dtype=torch.float64), steps)
         assert len(calls) == heun_nfe(steps) and heun_steps_for_nfe(len(calls)) == steps
-        assert 0.0 not in calls                   # the last step is Euler: D is never evaluated at t = 0
+        assert 0.0 not in calls  # the last step is Euler: D is never evaluated at t = 0
     x1 = heun_sample(gaussian_denoiser, torch.ones(1, 2, 1, 1, dtype=torch.float64), 1)
     torch.testing.assert_close(x1, gaussian_denoiser(T_MAX * torch.ones(1, 2, 1, 1, dtype=torch.float64), T_MAX))
 
@@ -253,12 +269,17 @@ def test_heun_with_denoiser_module_matches_closed_form():
             return (gaussian_denoiser(x, t) - c_skip * x) / c_out
 
     noise = torch.randn(16, 2, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
-    torch.testing.assert_close(heun_sample(Denoiser(GaussianF(), SD), noise, 18),
-                               heun_sample(gaussian_denoiser, noise, 18), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        heun_sample(Denoiser(GaussianF(), SD), noise, 18),
+        heun_sample(gaussian_denoiser, noise, 18),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Diffusion -> consistency initialisation.
+
 
 def test_consistency_state_from_edm_round_trip():
     torch.manual_seed(7)
@@ -267,8 +288,11 @@ def test_consistency_state_from_edm_round_trip():
     ckpt |= {f"student.{k}": torch.zeros_like(v) for k, v in edm.state_dict().items()}
     ct = ConsistencyFunction(Affine())
     state = consistency_state_from_edm(ckpt, "emas.0_9999.")
-    assert set(state) == set(ct.state_dict()) == {"backbone.conv.weight", "backbone.conv.bias", "backbone.t.weight",
-                                                   "backbone.t.bias", "backbone.scale"}
+    assert (
+        set(state)
+        == set(ct.state_dict())
+        == {"backbone.conv.weight", "backbone.conv.bias", "backbone.t.weight", "backbone.t.bias", "backbone.scale"}
+    )
     ct.load_state_dict(state, strict=True)
     for k, v in edm.state_dict().items():
         assert torch.equal(ct.state_dict()[k], v), k

@@ -1,4 +1,5 @@
 """EMA update: one multi-tensor lerp per call, equal to the per-tensor formula."""
+
 import pytest
 import torch
 
@@ -12,11 +13,11 @@ def test_ema_update_equals_per_tensor_lerp_and_the_formula(decay):
     ema = [torch.randn(s, generator=g) for s in shapes]
     params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
     before = [e.clone() for e in ema]
-    ema_update(ema, iter(params), decay)           # generators are accepted, like .parameters()
+    ema_update(ema, iter(params), decay)  # generators are accepted, like .parameters()
     for e, e0, p in zip(ema, before, params):
-        assert torch.equal(e, torch.lerp(e0, p.detach(), 1.0 - decay))          # bitwise the per-tensor lerp
+        assert torch.equal(e, torch.lerp(e0, p.detach(), 1.0 - decay))  # bitwise the per-tensor lerp
         torch.testing.assert_close(e, decay * e0 + (1 - decay) * p.detach(), rtol=1e-6, atol=1e-7)
-    assert all(p.grad is None for p in params)     # no autograd history, parameters untouched
+    assert all(p.grad is None for p in params)  # no autograd history, parameters untouched
 
 
 def test_ema_update_decay_zero_copies_and_lengths_must_match():

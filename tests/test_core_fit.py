@@ -1,4 +1,5 @@
 """Power-law fit of c(N) to the TD-residual spread: closed forms and per-stage aggregation."""
+
 import math
 
 import numpy as np
@@ -46,13 +47,16 @@ def test_fit_r2_below_one_on_noisy_data_and_exact_least_squares():
     assert r2 == pytest.approx(r2_expected) and r2 < 1
 
 
-@pytest.mark.parametrize("n, s, match", [
-    ([11, 11, 11], [0.1, 0.2, 0.3], "two curriculum stages"),
-    ([11, 21], [0.1, 0.0], "> 0"),
-    ([11, 21], [0.1, float("nan")], "finite"),
-    ([1, 21], [0.1, 0.2], "N must be >= 2"),
-    ([11, 21, 41], [0.1, 0.2], "one length"),
-])
+@pytest.mark.parametrize(
+    "n, s, match",
+    [
+        ([11, 11, 11], [0.1, 0.2, 0.3], "two curriculum stages"),
+        ([11, 21], [0.1, 0.0], "> 0"),
+        ([11, 21], [0.1, float("nan")], "finite"),
+        ([1, 21], [0.1, 0.2], "N must be >= 2"),
+        ([11, 21, 41], [0.1, 0.2], "one length"),
+    ],
+)
 def test_fit_rejects_unusable_data(n, s, match):
     with pytest.raises(LctError, match=match):
         fit_power_law(n, s)
@@ -74,7 +78,7 @@ def test_stage_spread_skip_drops_each_stages_first_points_and_nonfinite_rows():
     s = [9.0, 1.0, 2.0, 3.0, 8.0, 4.0, 0.5]
     stages, med, counts = stage_spread(n, s, skip=0.5)
     np.testing.assert_array_equal(stages, [11, 21])
-    np.testing.assert_allclose(med, [2.5, 4.0])     # [2, 3] and [4]
+    np.testing.assert_allclose(med, [2.5, 4.0])  # [2, 3] and [4]
     np.testing.assert_array_equal(counts, [2, 1])
 
 

@@ -1,18 +1,41 @@
 """Loss invariants: zero when student equals target, gradients into the student only, shared dropout."""
+
 import pytest
 import torch
 from torch import nn
 
-from lct.core import (ConsistencyFunction, NonFiniteError, consistency_loss, diffusion_loss, diffusion_mask,
-                      karras_sigmas, lct_loss, td_pair)
-from lct.core import L2, Cauchy, GemanMcClure, LowNoiseDiffusion, PseudoHuber
+from lct.core import (
+    L2,
+    Cauchy,
+    ConsistencyFunction,
+    GemanMcClure,
+    LowNoiseDiffusion,
+    NonFiniteError,
+    PseudoHuber,
+    consistency_loss,
+    diffusion_loss,
+    diffusion_mask,
+    karras_sigmas,
+    lct_loss,
+    td_pair,
+)
 from lct.errors import LctError
 
 
 def _loss(f, f_t, x0, n, si, sn, idx, c=0.03456, weight=5.0):
-    return lct_loss(f, f_t, x0, n, sigma_i=si, sigma_next=sn, indices=idx, n_scales=11, metric=Cauchy(), c=c,
-                    diffusion=LowNoiseDiffusion(weight, 0.25))
-
+    return lct_loss(
+        f,
+        f_t,
+        x0,
+        n,
+        sigma_i=si,
+        sigma_next=sn,
+        indices=idx,
+        n_scales=11,
+        metric=Cauchy(),
+        c=c,
+        diffusion=LowNoiseDiffusion(weight, 0.25),
+    )
 
 
 class DropNet(nn.Module):
@@ -29,7 +52,13 @@ def _batch(b=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     s = karras_sigmas(11)
     idx = torch.randint(0, 10, (b,), generator=g)
-    return torch.randn(b, 4, 8, 8, generator=g), torch.randn(b, 4, 8, 8, generator=g), s[idx].float(), s[idx + 1].float(), idx
+    return (
+        torch.randn(b, 4, 8, 8, generator=g),
+        torch.randn(b, 4, 8, 8, generator=g),
+        s[idx].float(),
+        s[idx + 1].float(),
+        idx,
+    )
 
 
 def test_zero_loss_when_student_equals_target():
@@ -64,7 +93,7 @@ def test_target_receives_no_gradient_with_separate_target_module():
 
 def test_diffusion_mask_selects_low_noise_quarter():
     idx = torch.arange(10)
-    assert diffusion_mask(idx, 11, 0.25).tolist() == [False] * 8 + [True] * 2     # floor(0.75*11) = 8
+    assert diffusion_mask(idx, 11, 0.25).tolist() == [False] * 8 + [True] * 2  # floor(0.75*11) = 8
     assert diffusion_mask(torch.arange(640), 641, 0.25).sum().item() == 640 - 480
     assert diffusion_mask(idx, 11, 1.0).all()
     with pytest.raises(ValueError, match="ratio"):
@@ -101,7 +130,8 @@ def test_loss_bad_input():
     x0, n, si, sn, idx = _batch()
     with pytest.raises(ValueError, match="shape mismatch: x0"):
         _loss(f, f, x0, n[:, :2], si, sn, idx)
-    bad = x0.clone(); bad[0, 0, 0, 0] = float("nan")
+    bad = x0.clone()
+    bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteError, match="x0"):
         _loss(f, f, bad, n, si, sn, idx)
     with pytest.raises(ValueError, match="shape mismatch: student"):

@@ -1,4 +1,5 @@
 """Preconditioning, robust metrics and c schedules against closed forms, diffusers, and limits."""
+
 import math
 import subprocess
 import sys
@@ -18,6 +19,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def _instantiate(path: Path, **kwargs):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
     return instantiate(OmegaConf.load(path), **kwargs)
 
 
@@ -42,15 +44,18 @@ class Affine(nn.Module):
 
 
 def test_core_imports_no_lightning_hydra_distributed():
-    code = ("import sys, torch; before = set(sys.modules); import lct.core; "
-            "new = [m for m in set(sys.modules) - before if m.split('.')[0] in "
-            "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf', 'lightning_fabric') "
-            "or m.startswith('torch.distributed')]; print(new); assert not new, new")
+    code = (
+        "import sys, torch; before = set(sys.modules); import lct.core; "
+        "new = [m for m in set(sys.modules) - before if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf', 'lightning_fabric') "
+        "or m.startswith('torch.distributed')]; print(new); assert not new, new"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_scalings_closed_form_and_diffusers():
     from diffusers import CMStochasticIterativeScheduler
+
     sched = CMStochasticIterativeScheduler(num_train_timesteps=641)
     s = karras_sigmas(641)
     c_skip, c_out, c_in = boundary_scalings(s)
@@ -88,8 +93,12 @@ def test_metrics_closed_forms():
     torch.manual_seed(0)
     d, c = torch.randn(5, 4, 8, 8, dtype=torch.float64) * 0.1, 0.03456
     m = _m(d)
-    expect = {"l2": m, "pseudo_huber": (m + c**2).sqrt() - c, "cauchy": torch.log(1 + m / (2 * c**2)),
-              "geman_mcclure": 2 * m / (m + 4 * c**2)}
+    expect = {
+        "l2": m,
+        "pseudo_huber": (m + c**2).sqrt() - c,
+        "cauchy": torch.log(1 + m / (2 * c**2)),
+        "geman_mcclure": 2 * m / (m + 4 * c**2),
+    }
     for name, e in expect.items():
         torch.testing.assert_close(robust_metric(name, d, c), e, rtol=1e-12, atol=0)
     sq = d.flatten(1).square()
@@ -97,6 +106,7 @@ def test_metrics_closed_forms():
     torch.testing.assert_close(robust_metric("pseudo_huber_elementwise", d, c), ((sq + c**2).sqrt() - c).mean(1))
     torch.testing.assert_close(robust_metric("geman_mcclure_elementwise", d, c), (2 * sq / (sq + 4 * c**2)).mean(1))
     from lct.core import L2
+
     torch.testing.assert_close(L2(elementwise=True)(d, c), sq.mean(1))
 
 
@@ -107,7 +117,7 @@ def test_metric_zero_at_zero_residual(name):
 
 def test_cauchy_limits():
     c = 0.1
-    small = torch.full((1, 16), 1e-4, dtype=torch.float64)           # m = 1e-8 << c^2
+    small = torch.full((1, 16), 1e-4, dtype=torch.float64)  # m = 1e-8 << c^2
     assert robust_metric("cauchy", small, c).item() == pytest.approx(1e-8 / (2 * c**2), rel=1e-6)
     # Gradient wrt d is bounded for large residuals (it decays like 1/|d|), unlike L2's.
     for scale in (1e2, 1e4, 1e6):
@@ -126,8 +136,15 @@ def test_pseudo_huber_limits():
 
 
 def test_metric_configs_cover_the_paper_metrics():
-    assert set(METRICS) == {"l2", "pseudo_huber", "cauchy", "geman_mcclure", "pseudo_huber_elementwise",
-                            "cauchy_elementwise", "geman_mcclure_elementwise"}
+    assert set(METRICS) == {
+        "l2",
+        "pseudo_huber",
+        "cauchy",
+        "geman_mcclure",
+        "pseudo_huber_elementwise",
+        "cauchy_elementwise",
+        "geman_mcclure_elementwise",
+    }
     assert METRICS["cauchy_elementwise"].elementwise and not METRICS["cauchy"].elementwise
 
 
@@ -146,7 +163,7 @@ def test_c_schedules():
     assert build("ict")(641, 0) == pytest.approx(0.03456)
     assert build("constant")(21, 0) == 0.01
     assert build("adaptive", s0=10)(21, 0) == ad(21, 0) and build("online")(11, 0) == pytest.approx(0.03456)
-    fitted = AdaptiveC(D, s0=10, slope=-1.0, offset=-1.0)       # ln c = slope ln(N-1) + offset
+    fitted = AdaptiveC(D, s0=10, slope=-1.0, offset=-1.0)  # ln c = slope ln(N-1) + offset
     assert fitted(21, 0) == pytest.approx(math.exp(-math.log(20) - 1.0), rel=1e-12)
     with pytest.raises(LctError, match="method.c.value"):
         ConstantC(D, value=0.0)
@@ -170,5 +187,5 @@ def test_online_c_tracks_residual_std_and_roundtrips_state():
     other = OnlineC(64)
     other.load_state_dict(on.state_dict())
     assert other(21, 0) == on(21, 0)
-    on.observe(torch.tensor([float("nan")]))          # a NaN residual never poisons the estimate
+    on.observe(torch.tensor([float("nan")]))  # a NaN residual never poisons the estimate
     assert math.isfinite(on(21, 0))

@@ -1,12 +1,20 @@
 """Schedules against their closed forms and the paper's values."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from lct.core import (adaptive_c, ict_default_c, ict_weight, karras_sigmas, lognormal_index_probs,
-                      num_scales, sample_indices)
+from lct.core import (
+    adaptive_c,
+    ict_default_c,
+    ict_weight,
+    karras_sigmas,
+    lognormal_index_probs,
+    num_scales,
+    sample_indices,
+)
 
 
 def test_karras_grid_endpoints_and_formula():
@@ -23,6 +31,7 @@ def test_karras_grid_endpoints_and_formula():
 
 def test_karras_grid_matches_diffusers():
     from diffusers import CMStochasticIterativeScheduler
+
     for n in (11, 41, 641):
         sched = CMStochasticIterativeScheduler(num_train_timesteps=n, sigma_min=0.002, sigma_max=80.0)
         np.testing.assert_allclose(karras_sigmas(n).numpy(), sched.sigmas.numpy(), rtol=1e-6)
@@ -42,13 +51,15 @@ def test_curriculum_stage_boundaries_for_K_294000():
         assert num_scales(start, K) == n
         if stage:
             assert num_scales(start - 1, K) == [11, 21, 41, 81, 161, 321][stage - 1]
-    assert num_scales(K - 1, K) == 641 and num_scales(10 * K, K) == 641   # capped at s1 + 1
+    assert num_scales(K - 1, K) == 641 and num_scales(10 * K, K) == 641  # capped at s1 + 1
 
 
 def test_curriculum_closed_form_random_steps():
     rng = np.random.default_rng(0)
     for _ in range(200):
-        K = int(rng.integers(7, 10**6)); k = int(rng.integers(0, K)); s0, s1 = 10, int(rng.choice([640, 1280]))
+        K = int(rng.integers(7, 10**6))
+        k = int(rng.integers(0, K))
+        s0, s1 = 10, int(rng.choice([640, 1280]))
         kp = math.floor(K / (math.log2(math.floor(s1 / s0)) + 1))
         assert num_scales(k, K, s0, s1) == min(s0 * 2 ** (k // kp), s1) + 1
 
@@ -62,7 +73,7 @@ def test_curriculum_bad_input():
 
 def test_lognormal_probs_for_N11_match_authors_values():
     p = lognormal_index_probs(karras_sigmas(11))
-    expect = [.004, .009, .020, .041, .081, .142, .214, .246, .182, .063]
+    expect = [0.004, 0.009, 0.020, 0.041, 0.081, 0.142, 0.214, 0.246, 0.182, 0.063]
     np.testing.assert_allclose(p.numpy(), expect, atol=6e-4)
     assert p.sum().item() == pytest.approx(1.0, abs=1e-12)
 

@@ -1,4 +1,5 @@
 """Outlier statistics used by `python -m lct.analyze`."""
+
 import numpy as np
 
 from lct.analyze import GAUSSIAN_REFERENCE, outlier_stats

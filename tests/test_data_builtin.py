@@ -1,4 +1,5 @@
 """The offline built-in: shipped project VAE + MNIST 5k -> cached latents, and the data configs."""
+
 import json
 import os
 import time
@@ -23,8 +24,7 @@ PSNR_FLOOR_DB = 24.0
 @pytest.fixture(scope="module")
 def mnist_dm(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "mnist"
-    dm = LatentDataModule(root=str(root), batch_size=128, builtin="mnist", latent_channels=4,
-                          latent_resolution=8)
+    dm = LatentDataModule(root=str(root), batch_size=128, builtin="mnist", latent_channels=4, latent_resolution=8)
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -50,7 +50,7 @@ def test_builtin_cache_is_reused(mnist_dm):
     mnist_dm.prepare_data()
     assert time.time() - start < 15  # no re-encode: only metadata and the shipped VAE are read
     assert json.loads((mnist_dm.root / "metadata.json").read_text())["count"] == 5000
-    assert (mnist_dm.root / ".lct-builtin.json").is_file()   # marks the root as lct's to rebuild
+    assert (mnist_dm.root / ".lct-builtin.json").is_file()  # marks the root as lct's to rebuild
 
 
 def test_round_trip_psnr_above_floor(mnist_dm):

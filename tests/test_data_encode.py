@@ -1,4 +1,5 @@
 """Encoding images to latent shards: statistics, resume, unreadable images, empty sources."""
+
 import json
 import os
 
@@ -99,8 +100,22 @@ def test_empty_folder_is_a_clear_error(tmp_path, tiny_vae):
 
 def test_cli_builtin_rgb_source_and_stats_only(tmp_path, tiny_vae):
     out = tmp_path / "lat"
-    meta = encode_main(["--source", "skimage", "--vae", tiny_vae, "--size", "16", "--out", str(out),
-                        "--posterior", "mean", "--batch-size", "32"])
+    meta = encode_main(
+        [
+            "--source",
+            "skimage",
+            "--vae",
+            tiny_vae,
+            "--size",
+            "16",
+            "--out",
+            str(out),
+            "--posterior",
+            "mean",
+            "--batch-size",
+            "32",
+        ]
+    )
     assert meta["count"] == 72 and meta["provenance"]["command"].startswith("python -m lct.encode")
     mean = np.load(out / "mean.npy")
     (out / "mean.npy").unlink()

@@ -1,5 +1,6 @@
 """data=folder: a user's own image folder -> `lct.encode` -> `lct.train data=folder data.root=ROOT` with no
 other override -> a checkpoint that samples and decodes (README "Train on your own images")."""
+
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from train_utils import compose_cfg, fit
 
 from lct.builders import build_datamodule
 from lct.checkpoint import load_for_sampling
@@ -16,7 +18,6 @@ from lct.core.sampling import multistep_sample
 from lct.data.builtin import MARKER
 from lct.encode import main as encode_main
 from lct.errors import LctError
-from train_utils import compose_cfg, fit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -34,7 +35,9 @@ def images(tmp_path_factory):
         draw = ImageDraw.Draw(im)
         x0, y0 = rng.integers(2, 14, size=2)
         x1, y1 = rng.integers(18, 30, size=2)
-        (draw.ellipse if i % 2 else draw.rectangle)([int(x0), int(y0), int(x1), int(y1)], fill=int(rng.integers(128, 256)))
+        (draw.ellipse if i % 2 else draw.rectangle)(
+            [int(x0), int(y0), int(x1), int(y1)], fill=int(rng.integers(128, 256))
+        )
         im.save(folder / f"{i:03d}.png")
     return folder
 
@@ -43,8 +46,24 @@ def images(tmp_path_factory):
 def root(images, tmp_path_factory):
     """The folder encoded by the CLI's main with the shipped MNIST VAE (1x32x32 -> 4x8x8)."""
     out = tmp_path_factory.mktemp("latents") / "mine"
-    meta = encode_main(["--source", str(images), "--vae", "builtin:mnist", "--size", "32", "--out", str(out),
-                        "--device", "cpu", "--workers", "1", "--posterior", "mean"])
+    meta = encode_main(
+        [
+            "--source",
+            str(images),
+            "--vae",
+            "builtin:mnist",
+            "--size",
+            "32",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            "--posterior",
+            "mean",
+        ]
+    )
     assert meta["complete"] and meta["count"] == 40 and meta["latent"]["shape"] == [4, 8, 8]
     return out
 
@@ -78,13 +97,18 @@ def test_folder_trains_samples_and_decodes(tmp_path, root):
 def test_missing_root_is_one_line_naming_the_key_and_encode(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "LCT_DEBUG")}
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-m", "lct.train", "data=folder", f"hydra.run.dir={tmp_path}/run"],
-                         capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "lct.train", "data=folder", f"hydra.run.dir={tmp_path}/run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "data.root" in lines[0] and "python -m lct.encode" in lines[0]
-    assert not (tmp_path / "run" / "config_resolved.yaml").exists()     # refused before lct writes the run
+    assert not (tmp_path / "run" / "config_resolved.yaml").exists()  # refused before lct writes the run
 
 
 @pytest.mark.parametrize("where", ["missing", "image_folder", "empty"])

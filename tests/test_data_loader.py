@@ -1,16 +1,16 @@
 """Streaming latents: normalization, DDP split, batch contents, and clear errors on broken roots."""
+
+import itertools
 import os
 import shutil
 
+import lightning as L
 import numpy as np
 import pytest
-import lightning as L
 import torch
 
 from lct.data import LatentCodec, LatentDataError, LatentDataModule
 from lct.data.encoding import write_array_root
-import itertools
-
 from lct.data.loader import StepBatchSampler
 from lct.data.vae import save_tiny_vae
 
@@ -42,7 +42,7 @@ def test_batches_are_normalized_latents(root):
     dm = LatentDataModule(root=str(root), batch_size=100, latent_channels=4, latent_resolution=8)
     dm.prepare_data()
     dm.setup("fit")
-    batches = list(itertools.islice(dm.train_dataloader(), 10))   # one epoch of the endless stream
+    batches = list(itertools.islice(dm.train_dataloader(), 10))  # one epoch of the endless stream
     assert len(batches) == 10 and batches[0].shape == (100, 4, 8, 8) and batches[0].dtype == torch.float32
     x0 = torch.cat(batches)
     z = torch.from_numpy(np.concatenate([_heavy_tailed(1000)]))
@@ -61,12 +61,12 @@ def test_ddp_split_covers_every_item_once_and_matches_single_process(world):
     assert steps == n // batch
     ref = list(itertools.islice(iter(single), 2 * steps))
     per_rank = [list(itertools.islice(iter(StepBatchSampler(n, batch, 7, r, world)), 2 * steps)) for r in range(world)]
-    for k in range(2 * steps):   # the ranks' chunks, concatenated in rank order, are the global batch
+    for k in range(2 * steps):  # the ranks' chunks, concatenated in rank order, are the global batch
         assert sum((per_rank[r][k] for r in range(world)), []) == ref[k]
     for epoch in (0, 1):
-        flat = sum(ref[epoch * steps:(epoch + 1) * steps], [])
-        assert len(set(flat)) == len(flat) == steps * batch      # each item at most once per epoch
-    assert ref[:steps] != ref[steps:]                            # the order changes with the epoch
+        flat = sum(ref[epoch * steps : (epoch + 1) * steps], [])
+        assert len(set(flat)) == len(flat) == steps * batch  # each item at most once per epoch
+    assert ref[:steps] != ref[steps:]  # the order changes with the epoch
 
 
 def test_sampler_resumes_at_any_step_and_is_deterministic():
@@ -149,10 +149,17 @@ def test_lightning_ddp_spawn_sees_every_item_once(tmp_path):
     z = np.random.default_rng(0).normal(size=(1000, 4, 2, 2)).astype(np.float32)
     z[:, 0, 0, 0] = np.arange(1000)  # element (0, 0, 0) carries the item id
     write_array_root(tmp_path / "lat", [z])
-    dm = LatentDataModule(root=str(tmp_path / "lat"), batch_size=100)   # global batch: 50 per rank
-    L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=10, logger=False,
-              use_distributed_sampler=False, enable_checkpointing=False,
-              enable_progress_bar=False).fit(_Recorder(tmp_path), dm)
+    dm = LatentDataModule(root=str(tmp_path / "lat"), batch_size=100)  # global batch: 50 per rank
+    L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=10,
+        logger=False,
+        use_distributed_sampler=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    ).fit(_Recorder(tmp_path), dm)
     codec = LatentCodec.from_root(tmp_path / "lat")
     x0 = torch.cat([torch.load(tmp_path / f"r{r}.pt") for r in (0, 1)])
     ids = torch.round(x0 * codec.std[0, 0, 0] / 0.5 + codec.mean[0, 0, 0]).long()

@@ -1,5 +1,6 @@
 """The docs cannot rot: no references to documents outside the repository, and every `lct.…` name that
 docs/*.md puts in backticks resolves."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,7 @@ def tracked_text_files():
         if path.is_file() and rel != ".gitignore":
             try:
                 yield rel, path.read_text()
-            except UnicodeDecodeError:      # binary assets
+            except UnicodeDecodeError:  # binary assets
                 continue
 
 
@@ -42,8 +43,12 @@ def resolve(dotted: str):
 
 
 def test_no_references_outside_the_repository():
-    hits = [f"{rel}:{n}: {line.strip()}" for rel, text in tracked_text_files()
-            for n, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
+    hits = [
+        f"{rel}:{n}: {line.strip()}"
+        for rel, text in tracked_text_files()
+        for n, line in enumerate(text.splitlines(), 1)
+        if OUTSIDE.search(line)
+    ]
     assert not hits, "references to documents outside the repository:\n" + "\n".join(hits)
 
 

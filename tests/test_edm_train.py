@@ -1,8 +1,11 @@
 """The EDM baseline as one more objective (experiment=edm): training, checkpoints, sampling at odd NFE,
 resume and DDP as for consistency training; and consistency training initialised from it (init_from)."""
+
 import numpy as np
 import pytest
 import torch
+from test_eval_helpers import tiny_bundle
+from train_utils import compose_cfg, fit
 
 import lct.evaluate as evaluate_cli
 import lct.sample as sample_cli
@@ -12,8 +15,6 @@ from lct.core import ConsistencyFunction, Denoiser
 from lct.core.edm import heun_sigmas
 from lct.errors import LctError
 from lct.train.validate import validate_config
-from test_eval_helpers import tiny_bundle
-from train_utils import compose_cfg, fit
 
 EDM = ["experiment=edm", "data.batch_size=8", "log_every=1"]
 
@@ -26,9 +27,19 @@ def _params(module):
 def edm_run(tmp_path_factory):
     """A 3-step EDM run on the built-in digits, with the digit callback at 1 and 3 NFE at train end."""
     tmp = tmp_path_factory.mktemp("edm")
-    cfg = compose_cfg(tmp, EDM + ["trainer.max_steps=3", f"data.root={tmp}/latents", "~callbacks.sample_grid",
-                                  "callbacks.digits.num_samples=8", "callbacks.digits.batch_size=8",
-                                  "callbacks.digits.nfe=[1,3]"], data="mnist")
+    cfg = compose_cfg(
+        tmp,
+        EDM
+        + [
+            "trainer.max_steps=3",
+            f"data.root={tmp}/latents",
+            "~callbacks.sample_grid",
+            "callbacks.digits.num_samples=8",
+            "callbacks.digits.batch_size=8",
+            "callbacks.digits.nfe=[1,3]",
+        ],
+        data="mnist",
+    )
     module = fit(cfg)
     return module, tmp / "run" / "checkpoints" / "last.ckpt"
 
@@ -39,7 +50,7 @@ def test_edm_trains_the_denoiser_and_logs_the_nfe_it_spends(edm_run):
     assert all(torch.isfinite(p).all() for p in module.parameters())
     meta = torch.load(ckpt, weights_only=True)["lct"]
     assert meta["kind"] == "diffusion" and meta["config"]["method"]["kind"] == "diffusion"
-    assert "metric" not in meta["config"]["method"]          # no consistency parts in an EDM run's config
+    assert "metric" not in meta["config"]["method"]  # no consistency parts in an EDM run's config
     metrics = module.trainer.callback_metrics
     assert {"digits/fid_1nfe", "digits/fid_3nfe"} <= set(metrics) and "digits/fid_2nfe" not in metrics
 
@@ -49,11 +60,23 @@ def test_edm_checkpoint_samples_with_heun_at_odd_nfe(edm_run, tmp_path):
     bundle = load_for_sampling(ckpt)
     assert bundle.kind == "diffusion" and isinstance(bundle.model, Denoiser) and bundle.weights == "ema_0_999"
     for nfe, steps in ((1, 1), (3, 2)):
-        out = sample_cli.main([str(ckpt), "--num-samples", "3", "--nfe", str(nfe), "--device", "cpu",
-                               "--out", str(tmp_path / f"s{nfe}"), "--no-png"])
+        out = sample_cli.main(
+            [
+                str(ckpt),
+                "--num-samples",
+                "3",
+                "--nfe",
+                str(nfe),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / f"s{nfe}"),
+                "--no-png",
+            ]
+        )
         z = np.load(out / "samples.npz")
         assert z["images"].shape == (3, 32, 32, 3) and np.isfinite(z["latents"]).all()
-        np.testing.assert_array_equal(z["sigmas"], heun_sigmas(steps).numpy())     # t_0 = 80, ..., t_N = 0
+        np.testing.assert_array_equal(z["sigmas"], heun_sigmas(steps).numpy())  # t_0 = 80, ..., t_N = 0
 
 
 def test_even_nfe_is_refused_in_one_line(edm_run, tmp_path):
@@ -62,16 +85,19 @@ def test_even_nfe_is_refused_in_one_line(edm_run, tmp_path):
         with pytest.raises(LctError, match="odd number") as err:
             cli.main([str(ckpt), "--device", "cpu", "--out", str(tmp_path / "x"), "--num-samples", "2", *argv])
         assert "\n" not in str(err.value)
-    with pytest.raises(LctError, match="nfe must be 1 or 2"):        # a consistency model keeps 1 and 2
+    with pytest.raises(LctError, match="nfe must be 1 or 2"):  # a consistency model keeps 1 and 2
         tiny_bundle().nfe_sigmas(3)
     cfg = compose_cfg(tmp_path, EDM + ["trainer.max_steps=1", "callbacks.sample_grid.nfe=[2]"])
-    with pytest.raises(LctError, match="odd number"):                 # in-loop callbacks: at fit start
+    with pytest.raises(LctError, match="odd number"):  # in-loop callbacks: at fit start
         fit(cfg)
 
 
 def test_edm_resume_is_exact(tmp_path):
-    common = EDM + ["trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=3",
-                    "callbacks.checkpoint.save_top_k=-1"]
+    common = EDM + [
+        "trainer.max_steps=6",
+        "callbacks.checkpoint.every_n_train_steps=3",
+        "callbacks.checkpoint.save_top_k=-1",
+    ]
     full = fit(compose_cfg(tmp_path / "a", common))
     mid = next((tmp_path / "a" / "run" / "checkpoints").glob("*step=3.ckpt"))
     resumed = fit(compose_cfg(tmp_path / "b", common + [f"ckpt_path='{mid}'"]))
@@ -84,8 +110,11 @@ def test_edm_resume_is_exact(tmp_path):
 def test_edm_ddp_first_step_equals_single_process(tmp_path):
     common = EDM + ["trainer.max_steps=1", "~callbacks.final_checkpoint", "~callbacks.checkpoint"]
     single = fit(compose_cfg(tmp_path / "one", common))
-    double = fit(compose_cfg(tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false",
-                                                        "trainer.max_steps=1"]))
+    double = fit(
+        compose_cfg(
+            tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false", "trainer.max_steps=1"]
+        )
+    )
     a, b = _params(single), _params(double)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
@@ -114,13 +143,17 @@ def test_init_from_starts_the_student_at_the_edm_ema_and_is_not_reapplied_on_res
     monkeypatch.undo()
     # A consistency checkpoint is not a diffusion model to start from.
     with pytest.raises(LctError, match="is a consistency checkpoint"):
-        run.build(compose_cfg(tmp_path / "c", ["experiment=cauchy_ot", "trainer.max_steps=1",
-                                               f"init_from={tmp_path}/run/checkpoints/last.ckpt"]))
+        run.build(
+            compose_cfg(
+                tmp_path / "c",
+                ["experiment=cauchy_ot", "trainer.max_steps=1", f"init_from={tmp_path}/run/checkpoints/last.ckpt"],
+            )
+        )
 
 
 def test_init_from_refuses_another_backbone(edm_run, tmp_path):
     _, edm_ckpt = edm_run
-    with pytest.raises(LctError, match=r"backbone differs .*'norm'.*groupnorm"):     # slct uses NSLN
+    with pytest.raises(LctError, match=r"backbone differs .*'norm'.*groupnorm"):  # slct uses NSLN
         run.build(compose_cfg(tmp_path / "a", ["experiment=slct", "trainer.max_steps=1", f"init_from={edm_ckpt}"]))
     with pytest.raises(LctError, match=r"backbone differs"):
         run.build(compose_cfg(tmp_path / "b", ["trainer.max_steps=1", f"init_from={edm_ckpt}"], backbone="dit_tiny"))

@@ -1,13 +1,14 @@
 """SampleEvalCallback in a real (tiny) Lightning run: metrics logged at 1 and 2 NFE, grid saved, reference cached."""
+
 import lightning as L
 import pytest
 import torch
+from test_eval_helpers import LATENT_SHAPE, TinyCodec, TinyFeatures, tiny_bundle
 from torch.utils.data import DataLoader, TensorDataset
 
 from lct.core.sampling import multistep_sample
 from lct.eval.callback import SampleEvalCallback
 from lct.eval.reference import load_reference
-from test_eval_helpers import LATENT_SHAPE, TinyCodec, TinyFeatures, tiny_bundle
 
 
 class TinyModule(L.LightningModule):
@@ -40,11 +41,20 @@ class TinyData(L.LightningDataModule):
 
 
 def test_callback_logs_metrics_and_grid(tmp_path):
-    cb = SampleEvalCallback(every_n_steps=2, num_samples=6, batch_size=4, num_reference=12, kid_subset_size=4,
-                            extractor=TinyFeatures())
+    cb = SampleEvalCallback(
+        every_n_steps=2, num_samples=6, batch_size=4, num_reference=12, kid_subset_size=4, extractor=TinyFeatures()
+    )
     module = TinyModule()
-    trainer = L.Trainer(max_steps=3, default_root_dir=tmp_path, callbacks=[cb], logger=L.pytorch.loggers.CSVLogger(tmp_path),
-                        enable_progress_bar=False, enable_checkpointing=False, accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        max_steps=3,
+        default_root_dir=tmp_path,
+        callbacks=[cb],
+        logger=L.pytorch.loggers.CSVLogger(tmp_path),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, datamodule=TinyData())
     for key in ("fid", "kid", "precision", "recall"):
         for nfe in (1, 2):
@@ -62,12 +72,29 @@ def test_callback_logs_metrics_and_grid(tmp_path):
 
 def test_callback_under_two_process_ddp_matches_one_process(tmp_path):
     """Every rank scores its slice of the seeds; the real side is seeded once. 1-NFE FID equals 1 process."""
+
     def run(devices, root, ref=None):
-        cb = SampleEvalCallback(every_n_steps=2, num_samples=7, batch_size=2, num_reference=12, kid_subset_size=3,
-                                extractor=TinyFeatures(), reference_path=ref, nfe=(1,))
-        trainer = L.Trainer(max_steps=2, default_root_dir=root, callbacks=[cb], logger=False, enable_progress_bar=False,
-                            enable_checkpointing=False, accelerator="cpu", devices=devices,
-                            strategy="ddp_spawn" if devices > 1 else "auto")
+        cb = SampleEvalCallback(
+            every_n_steps=2,
+            num_samples=7,
+            batch_size=2,
+            num_reference=12,
+            kid_subset_size=3,
+            extractor=TinyFeatures(),
+            reference_path=ref,
+            nfe=(1,),
+        )
+        trainer = L.Trainer(
+            max_steps=2,
+            default_root_dir=root,
+            callbacks=[cb],
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            accelerator="cpu",
+            devices=devices,
+            strategy="ddp_spawn" if devices > 1 else "auto",
+        )
         trainer.fit(TinyModule(), datamodule=TinyData())
         return float(trainer.callback_metrics["val/fid_1nfe"])
 

@@ -1,15 +1,16 @@
 """python -m lct.sample / lct.evaluate on a tiny checkpoint (stand-in features keep it fast)."""
+
 import functools
 import json
 
 import numpy as np
 import pytest
+from test_eval_helpers import TinyFeatures, fake_checkpoint, install_fake_loader, tiny_bundle
 
 import lct.evaluate as evaluate_cli
 import lct.sample as sample_cli
 from lct.eval.bundle import CheckpointMismatch, check_latent_shape
 from lct.eval.metrics import GenerativeMetrics
-from test_eval_helpers import TinyFeatures, fake_checkpoint, install_fake_loader, tiny_bundle
 
 
 @pytest.fixture
@@ -19,37 +20,121 @@ def ckpt(tmp_path, monkeypatch):
 
 
 def test_sample_writes_pngs_npz_and_grid(ckpt, tmp_path):
-    out = sample_cli.main([str(ckpt), "--num-samples", "5", "--nfe", "2", "--batch-size", "2",
-                           "--seed", "7", "--out", str(tmp_path / "s"), "--device", "cpu"])
+    out = sample_cli.main(
+        [
+            str(ckpt),
+            "--num-samples",
+            "5",
+            "--nfe",
+            "2",
+            "--batch-size",
+            "2",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+        ]
+    )
     z = np.load(out / "samples.npz")
     assert z["images"].shape == (5, 16, 16, 3) and z["images"].dtype == np.uint8
     assert list(z["seeds"]) == [7, 8, 9, 10, 11] and len(z["sigmas"]) == 2
     assert sorted(p.name for p in (out / "png").iterdir())[0] == "000007.png" and (out / "grid.png").is_file()
-    same = sample_cli.main([str(ckpt), "--num-samples", "5", "--nfe", "2", "--batch-size", "2", "--seed", "7",
-                            "--out", str(tmp_path / "t"), "--device", "cpu", "--no-png"])
+    same = sample_cli.main(
+        [
+            str(ckpt),
+            "--num-samples",
+            "5",
+            "--nfe",
+            "2",
+            "--batch-size",
+            "2",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path / "t"),
+            "--device",
+            "cpu",
+            "--no-png",
+        ]
+    )
     assert np.array_equal(np.load(same / "samples.npz")["latents"], z["latents"])
 
 
 def test_one_nfe_samples_depend_only_on_their_seed(ckpt, tmp_path):
-    run = lambda seed, n, bs: np.load(sample_cli.main(  # noqa: E731
-        [str(ckpt), "--num-samples", str(n), "--batch-size", str(bs), "--seed", str(seed), "--out",
-         str(tmp_path / f"{seed}_{bs}"), "--device", "cpu", "--no-png"]) / "samples.npz")["latents"]
+    run = lambda seed, n, bs: np.load(
+        sample_cli.main(  # noqa: E731
+            [
+                str(ckpt),
+                "--num-samples",
+                str(n),
+                "--batch-size",
+                str(bs),
+                "--seed",
+                str(seed),
+                "--out",
+                str(tmp_path / f"{seed}_{bs}"),
+                "--device",
+                "cpu",
+                "--no-png",
+            ]
+        )
+        / "samples.npz"
+    )["latents"]
     assert np.allclose(run(7, 4, 3)[1:3], run(8, 2, 1), atol=1e-6)
 
 
 def test_sample_accepts_an_explicit_sigma_list(ckpt, tmp_path):
-    out = sample_cli.main([str(ckpt), "--num-samples", "2", "--sigmas", "80", "2.0", "0.5",
-                           "--out", str(tmp_path / "s"), "--device", "cpu", "--no-png"])
+    out = sample_cli.main(
+        [
+            str(ckpt),
+            "--num-samples",
+            "2",
+            "--sigmas",
+            "80",
+            "2.0",
+            "0.5",
+            "--out",
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+            "--no-png",
+        ]
+    )
     assert list(np.load(out / "samples.npz")["sigmas"]) == [80.0, 2.0, 0.5]
 
 
 def test_evaluate_reports_both_nfe_searches_and_resumes(ckpt, tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluate_cli, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures()))
+    monkeypatch.setattr(
+        evaluate_cli, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures())
+    )
     real = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "real.npz", images=real)
-    argv = [str(ckpt), "--out", str(tmp_path / "e"), "--num-samples", "10", "--batch-size", "4", "--chunk-size", "4",
-            "--reference-images", str(tmp_path / "real.npz"), "--kid-subset-size", "5", "--device", "cpu",
-            "--search", "--search-indices", "420", "440", "--search-num-samples", "8", "--no-progress"]
+    argv = [
+        str(ckpt),
+        "--out",
+        str(tmp_path / "e"),
+        "--num-samples",
+        "10",
+        "--batch-size",
+        "4",
+        "--chunk-size",
+        "4",
+        "--reference-images",
+        str(tmp_path / "real.npz"),
+        "--kid-subset-size",
+        "5",
+        "--device",
+        "cpu",
+        "--search",
+        "--search-indices",
+        "420",
+        "440",
+        "--search-num-samples",
+        "8",
+        "--no-progress",
+    ]
     with pytest.warns(UserWarning, match="biased"):
         report = evaluate_cli.main(argv)
     res = report["results"]
@@ -73,7 +158,7 @@ def test_checkpoint_for_another_latent_shape_is_named():
 
 
 def test_checkpoint_from_another_backbone_is_named():
-    b = tiny_bundle(channels=3)    # a 3-channel backbone asked to make 4-channel latents
+    b = tiny_bundle(channels=3)  # a 3-channel backbone asked to make 4-channel latents
     with pytest.raises(CheckpointMismatch, match=r"TinyBackbone.*\(4, 4, 4\)"):
         check_latent_shape(b.model, b.latent_shape, b.codec)
 

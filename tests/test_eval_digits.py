@@ -1,4 +1,5 @@
 """Digit metrics: Fréchet distance closed forms, legibility/coverage, the shipped classifier, the callback in a run."""
+
 import argparse
 import json
 import logging
@@ -6,12 +7,12 @@ import math
 
 import pytest
 import torch
+from train_utils import compose_cfg
 
 import lct.evaluate as evaluate_cli
 from lct.digit_classifier import mnist_labelled_split
-from lct.eval.digits import DigitScorer, classifier_path, coverage, frechet_distance, gaussian_stats, legibility
 from lct.errors import LctError
-from train_utils import compose_cfg
+from lct.eval.digits import DigitScorer, classifier_path, coverage, frechet_distance, gaussian_stats, legibility
 
 
 def _random_spd(d, seed):
@@ -49,8 +50,8 @@ def test_legibility_counts_confident_samples():
 
 def test_coverage_is_normalised_label_entropy():
     one_hot = torch.eye(10)
-    assert coverage(one_hot) == pytest.approx(1.0)                  # every digit once
-    assert coverage(one_hot[[3] * 7]) == pytest.approx(0.0)         # mode collapse on one digit
+    assert coverage(one_hot) == pytest.approx(1.0)  # every digit once
+    assert coverage(one_hot[[3] * 7]) == pytest.approx(0.0)  # mode collapse on one digit
     assert coverage(one_hot[[0, 0, 1, 1]]) == pytest.approx(math.log(2) / math.log(10))
 
 
@@ -82,9 +83,21 @@ def test_real_digits_score_near_the_reference_and_noise_far(heldout):
 
 def _run(tmp_path, data, overrides=()):
     from lct.train.run import build
-    cfg = compose_cfg(tmp_path, ["trainer.max_steps=3", "data.batch_size=8", "callbacks.digits.every_n_steps=2",
-                                 "callbacks.digits.num_samples=8", "callbacks.digits.batch_size=4",
-                                 "~callbacks.sample_grid", "~callbacks.checkpoint", *overrides], data=data)
+
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "trainer.max_steps=3",
+            "data.batch_size=8",
+            "callbacks.digits.every_n_steps=2",
+            "callbacks.digits.num_samples=8",
+            "callbacks.digits.batch_size=4",
+            "~callbacks.sample_grid",
+            "~callbacks.checkpoint",
+            *overrides,
+        ],
+        data=data,
+    )
     module, dm, trainer, ckpt = build(cfg)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
     return trainer
@@ -93,16 +106,29 @@ def _run(tmp_path, data, overrides=()):
 def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(tmp_path):
     trainer = _run(tmp_path, "mnist", [f"data.root={tmp_path}/mnist"])
     cb = next(c for c in trainer.callbacks if type(c).__name__ == "DigitMetricCallback")
-    assert cb._last_step == 3    # step 2 in the loop, step 3 at the end
+    assert cb._last_step == 3  # step 2 in the loop, step 3 at the end
     logged = {}
     for nfe in (1, 2):
         logged[nfe] = [float(trainer.callback_metrics[f"digits/{k}_{nfe}nfe"]) for k in ("fid", "legible", "coverage")]
         fid, legible, cover = logged[nfe]
         assert fid > 0 and 0 <= legible <= 1 and 0 <= cover <= 1
     # lct.evaluate --metrics digit on the final checkpoint: the same seeds and EMA, the same 1-NFE numbers.
-    report = evaluate_cli.main([str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--metrics", "digit",
-                                "--out", str(tmp_path / "eval"), "--num-samples", "8", "--batch-size", "4",
-                                "--device", "cpu", "--no-progress"])
+    report = evaluate_cli.main(
+        [
+            str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+            "--metrics",
+            "digit",
+            "--out",
+            str(tmp_path / "eval"),
+            "--num-samples",
+            "8",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert report["results"] == {} and set(report["digits"]) == {"1nfe", "2nfe"}
     one = report["digits"]["1nfe"]
     assert [one["fid"], one["legible"], one["coverage"]] == pytest.approx(logged[1], rel=1e-4)

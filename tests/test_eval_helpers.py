@@ -1,4 +1,5 @@
 """Shared stand-ins for the eval tests: MNIST digits, a fast fake feature extractor, a tiny checkpoint."""
+
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ def mnist_digits(n: int) -> torch.Tensor:
     The file is sorted by label (500 of each digit): its first rows are all zeros, so take every
     (5000 // n)-th row and shuffle, so that any half of the result holds every class."""
     from lct.data.sources import load_mnist
+
     images, _ = load_mnist(pad_to=28)
     picked = images[:: len(images) // n][:n]
     order = np.random.default_rng(0).permutation(n)
@@ -36,14 +38,14 @@ class TinyFeatures(nn.Module):
 
     def __init__(self, num_features: int = 64, seed: int = 0):
         super().__init__()
-        self.num_features = num_features    # far below 2048: FID's eigendecomposition stays cheap
+        self.num_features = num_features  # far below 2048: FID's eigendecomposition stays cheap
         self.register_buffer("w", torch.randn(48, num_features, generator=torch.Generator().manual_seed(seed)))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim == 2:    # already features
+        if images.ndim == 2:  # already features
             return images.float()
-        x = F.adaptive_avg_pool2d(to_uint8(images).float() / 255, 4).flatten(1)    # (B, 48)
+        x = F.adaptive_avg_pool2d(to_uint8(images).float() / 255, 4).flatten(1)  # (B, 48)
         return torch.relu(x @ self.w)
 
 
@@ -74,17 +76,26 @@ class TinyCodec:
 def tiny_bundle(latent_shape=LATENT_SHAPE, codec_shape=LATENT_SHAPE, channels: int = 4):
     from lct.checkpoint import Bundle
     from lct.core import PAPER, ConsistencyFunction
+
     torch.manual_seed(0)
     model = ConsistencyFunction(TinyBackbone(channels)).eval()
-    return Bundle(model=model, cfg=None, latent_shape=latent_shape, weights="ema_0_999", noise=PAPER,
-                  _codec=TinyCodec(codec_shape))
+    return Bundle(
+        model=model,
+        cfg=None,
+        latent_shape=latent_shape,
+        weights="ema_0_999",
+        noise=PAPER,
+        _codec=TinyCodec(codec_shape),
+    )
 
 
 def install_fake_loader(monkeypatch, bundle_fn=tiny_bundle):
     """Make lct.checkpoint.load_for_sampling return a tiny bundle (whether or not the real module exists)."""
+
     def load_for_sampling(path, ema=True, map_location="cpu"):
         assert os.path.isfile(path), path
         return bundle_fn()
+
     try:
         import lct.checkpoint as mod
     except ImportError:

@@ -3,18 +3,25 @@
 Feature extraction costs 0.1-0.5 s per image on a 2-core CPU, so one module-scoped fixture extracts
 48 images once and every test reuses those features.
 """
+
 import numpy as np
 import pytest
 import torch
 from scipy import linalg
+from test_eval_helpers import mnist_digits
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from lct.eval.inception import (ENV_VAR, InceptionFeatures, InceptionWeightsNotFound, find_inception_weights,
-                                tf1_bilinear_resize, to_uint8)
+from lct.eval.inception import (
+    ENV_VAR,
+    InceptionFeatures,
+    InceptionWeightsNotFound,
+    find_inception_weights,
+    tf1_bilinear_resize,
+    to_uint8,
+)
 from lct.eval.metrics import GenerativeMetrics
 from lct.eval.precision_recall import precision_recall
-from test_eval_helpers import mnist_digits
 
 
 class Recording(InceptionFeatures):
@@ -72,13 +79,13 @@ def test_float_and_grey_inputs_map_like_uint8_rgb():
 def test_tf1_resize_has_no_half_pixel_shift():
     x = torch.arange(4.0).view(1, 1, 2, 2)
     y = tf1_bilinear_resize(x, 4)
-    assert torch.allclose(y[0, 0, 0], torch.tensor([0.0, 0.5, 1.0, 1.0]))    # src = dst * in/out, edge clamped
+    assert torch.allclose(y[0, 0, 0], torch.tensor([0.0, 0.5, 1.0, 1.0]))  # src = dst * in/out, edge clamped
     assert torch.allclose(y[0, 0, :, 0], torch.tensor([0.0, 1.0, 2.0, 2.0]))
 
 
 def test_features_are_pool3(feats):
     assert feats["a"].shape == (16, 2048)
-    assert bool((feats["a"] >= 0).all())    # pool3 follows a ReLU
+    assert bool((feats["a"] >= 0).all())  # pool3 follows a ReLU
     assert feats["ex"].resize_mode == "tf1_bilinear" and len(feats["ex"].extractor_id.split(":")[1]) == 40
 
 

@@ -1,11 +1,12 @@
 """Precision/recall on constructed sets, reference seeding of FID/KID, DDP splitting (stand-in features)."""
+
 import pytest
 import torch
+from test_eval_helpers import TinyFeatures
 
 from lct.eval.metrics import GenerativeMetrics
 from lct.eval.precision_recall import PrecisionRecall, knn_radii, precision_recall
 from lct.eval.reference import ReferenceStats
-from test_eval_helpers import TinyFeatures
 
 
 def test_identical_sets_have_precision_and_recall_one():
@@ -21,8 +22,8 @@ def test_disjoint_far_sets_have_precision_and_recall_zero():
 
 
 def test_mode_dropping_lowers_recall_not_precision():
-    real = torch.cat([torch.randn(50, 8), torch.randn(50, 8) + 50])    # two far clusters
-    fake = torch.randn(50, 8)                                             # covers only the first
+    real = torch.cat([torch.randn(50, 8), torch.randn(50, 8) + 50])  # two far clusters
+    fake = torch.randn(50, 8)  # covers only the first
     p, r = precision_recall(real, fake)
     assert float(p) > 0.8 and 0.2 < float(r) <= 0.5
 

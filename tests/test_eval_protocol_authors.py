@@ -1,10 +1,12 @@
 """`lct.evaluate --protocol authors`: each step where the authors' FID pipeline differs from ours."""
+
 import functools
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_eval_helpers import TinyFeatures, fake_checkpoint, install_fake_loader
 from torch import nn
 from torch.nn import functional as F
 
@@ -13,9 +15,14 @@ from lct.data.sources import load_mnist
 from lct.errors import LctError
 from lct.eval.inception import resize, to_uint8
 from lct.eval.metrics import GenerativeMetrics
-from lct.eval.protocol import (AuthorsFeatures, authors_sample_count, builtin_real_images, jpeg_roundtrip,
-                               pytorch_fid_input, truncate_to_uint8)
-from test_eval_helpers import TinyFeatures, fake_checkpoint, install_fake_loader
+from lct.eval.protocol import (
+    AuthorsFeatures,
+    authors_sample_count,
+    builtin_real_images,
+    jpeg_roundtrip,
+    pytorch_fid_input,
+    truncate_to_uint8,
+)
 
 
 @pytest.mark.parametrize("n, expected", [(50_000, 50_176), (1000, 1024), (256, 256), (257, 512), (1, 256)])
@@ -31,7 +38,7 @@ def test_sample_count_rejects_nonsense():
 def test_truncation_differs_from_our_rounding():
     x = torch.tensor([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 6)
     assert truncate_to_uint8(x).flatten().tolist() == [0, 0, 127, 254, 255, 255]
-    assert to_uint8(x)[:, :1].flatten().tolist() == [0, 0, 128, 255, 255, 255]    # ours rounds
+    assert to_uint8(x)[:, :1].flatten().tolist() == [0, 0, 128, 255, 255, 255]  # ours rounds
     u = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     assert torch.equal(truncate_to_uint8(u), u)
 
@@ -39,14 +46,20 @@ def test_truncation_differs_from_our_rounding():
 def test_jpeg_roundtrip_is_pils_default_quality_and_lossy(tmp_path):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    Image.fromarray(img).save(tmp_path / "a.jpg")    # PIL's default quality: what the authors' .save() did
+    Image.fromarray(img).save(tmp_path / "a.jpg")  # PIL's default quality: what the authors' .save() did
     saved = np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB"))
     got = jpeg_roundtrip(torch.from_numpy(img).permute(2, 0, 1)[None])
     assert got.dtype == torch.uint8 and got.shape == (1, 3, 32, 32)
     assert np.array_equal(got[0].permute(1, 2, 0).numpy(), saved)
-    assert not np.array_equal(saved, img)                  # lossy
-    err = lambda q: (jpeg_roundtrip(torch.from_numpy(img).permute(2, 0, 1)[None], q).float()  # noqa: E731
-                     - torch.from_numpy(img).permute(2, 0, 1).float()).abs().mean()
+    assert not np.array_equal(saved, img)  # lossy
+    err = lambda q: (
+        (
+            jpeg_roundtrip(torch.from_numpy(img).permute(2, 0, 1)[None], q).float()  # noqa: E731
+            - torch.from_numpy(img).permute(2, 0, 1).float()
+        )
+        .abs()
+        .mean()
+    )
     assert err(95) < err(75) < err(20)
 
 
@@ -64,8 +77,8 @@ def test_pytorch_fid_input_is_torch_bilinear_of_x_over_255_then_2x_minus_1():
     want = 2 * F.interpolate(u.float() / 255, size=(299, 299), mode="bilinear", align_corners=False) - 1
     assert got.shape == (2, 3, 299, 299) and torch.allclose(got, want)
     assert torch.allclose(pytorch_fid_input(torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)), torch.ones(1))
-    ours = (resize(u.float(), "tf1_bilinear") - 128) / 128           # ours: TF1 resize, (x-128)/128
-    assert (got - ours).abs().max() > 0.01                           # the two pipelines are not the same input
+    ours = (resize(u.float(), "tf1_bilinear") - 128) / 128  # ours: TF1 resize, (x-128)/128
+    assert (got - ours).abs().max() > 0.01  # the two pipelines are not the same input
     assert pytorch_fid_input(torch.zeros(1, 3, 299, 299, dtype=torch.uint8)).eq(-1).all()
 
 
@@ -84,7 +97,7 @@ def test_authors_features_chain_truncate_jpeg_resize_normalize():
     out = feats(x)
     want = pytorch_fid_input(jpeg_roundtrip(truncate_to_uint8(x)))
     assert torch.equal(net.seen, want) and out.shape == (2, 3)
-    assert torch.equal(feats(out), out)                                # features pass unchanged
+    assert torch.equal(feats(out), out)  # features pass unchanged
     assert feats.extractor_id == "net-id|authors:truncate,jpeg75,pytorch-fid-input"
     assert feats.resize_mode == "torch_bilinear" and not feats.train().training
 
@@ -94,8 +107,8 @@ def test_builtin_real_images_are_the_padded_digits():
     assert name == "builtin:mnist:real" and images.dtype == torch.uint8 and images.shape == (5000, 1, 32, 32)
     digits, labels = load_mnist()
     order = np.random.default_rng(0).permutation(len(digits))
-    assert torch.equal(images[:, 0], torch.from_numpy(digits[order]))     # shuffled: the file is sorted by label
-    assert np.bincount(labels[order[:1000]], minlength=10).min() > 50     # so a 1,000 prefix holds every class
+    assert torch.equal(images[:, 0], torch.from_numpy(digits[order]))  # shuffled: the file is sorted by label
+    assert np.bincount(labels[order[:1000]], minlength=10).min() > 50  # so a 1,000 prefix holds every class
     with pytest.raises(LctError, match="--reference-images"):
         builtin_real_images({"root": "data/celebahq"})
 
@@ -110,9 +123,24 @@ def test_evaluate_with_authors_protocol_rounds_count_and_keeps_separate_caches(t
     monkeypatch.setattr(evaluate_cli, "authors_sample_count", functools.partial(authors_sample_count, global_batch=8))
     real = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "real.npz", images=real)
-    common = [str(ckpt), "--out", str(tmp_path / "e"), "--num-samples", "10", "--batch-size", "4", "--nfe", "1",
-              "--reference-images", str(tmp_path / "real.npz"), "--kid-subset-size", "5", "--device", "cpu",
-              "--no-progress"]
+    common = [
+        str(ckpt),
+        "--out",
+        str(tmp_path / "e"),
+        "--num-samples",
+        "10",
+        "--batch-size",
+        "4",
+        "--nfe",
+        "1",
+        "--reference-images",
+        str(tmp_path / "real.npz"),
+        "--kid-subset-size",
+        "5",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     with pytest.warns(UserWarning, match="biased"):
         ours = evaluate_cli.main(common)
     with pytest.warns(UserWarning, match="biased"):
@@ -128,8 +156,21 @@ def test_evaluate_with_authors_protocol_rounds_count_and_keeps_separate_caches(t
 def test_authors_protocol_needs_real_images_for_a_non_builtin_dataset(tmp_path, monkeypatch):
     install_fake_loader(monkeypatch)
     ckpt = fake_checkpoint(tmp_path)
-    monkeypatch.setattr(evaluate_cli, "authors_extractor",
-                        lambda path: AuthorsFeatures(Recorder(), "rec", 3))
+    monkeypatch.setattr(evaluate_cli, "authors_extractor", lambda path: AuthorsFeatures(Recorder(), "rec", 3))
     with pytest.raises(LctError, match="--reference-images"):
-        evaluate_cli.main([str(ckpt), "--out", str(tmp_path / "e"), "--num-samples", "4", "--nfe", "1",
-                           "--device", "cpu", "--no-progress", "--protocol", "authors"])
+        evaluate_cli.main(
+            [
+                str(ckpt),
+                "--out",
+                str(tmp_path / "e"),
+                "--num-samples",
+                "4",
+                "--nfe",
+                "1",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--protocol",
+                "authors",
+            ]
+        )

@@ -1,10 +1,16 @@
 """Reference statistics cache: reuse when the provenance matches, recompute or refuse when it does not."""
+
 import pytest
 import torch
-
-from lct.eval.reference import (StaleReferenceError, load_or_compute_reference, load_reference, make_provenance,
-                                provenance_mismatch)
 from test_eval_helpers import TinyFeatures
+
+from lct.eval.reference import (
+    StaleReferenceError,
+    load_or_compute_reference,
+    load_reference,
+    make_provenance,
+    provenance_mismatch,
+)
 
 
 class Counter:
@@ -26,8 +32,16 @@ def test_cache_is_reused_when_provenance_matches(tmp_path):
     assert load_reference(path).provenance["count"] == 6
 
 
-@pytest.mark.parametrize("change", [{"dataset": "celeba"}, {"requested": 7}, {"extractor": "other:abc"},
-                                    {"resize": "torch_bilinear"}, {"source": "decoded_latents"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"dataset": "celeba"},
+        {"requested": 7},
+        {"extractor": "other:abc"},
+        {"resize": "torch_bilinear"},
+        {"source": "decoded_latents"},
+    ],
+)
 def test_stale_cache_is_recomputed_or_refused(tmp_path, change):
     path, prov = tmp_path / "ref.pt", make_provenance("mnist", 6, TinyFeatures(), "images")
     load_or_compute_reference(path, prov, Counter())

@@ -1,4 +1,5 @@
 """python -m lct.fit_c on synthetic training logs: exact recovery, outputs, refusals."""
+
 import csv
 import json
 
@@ -38,7 +39,7 @@ def test_recovers_constants_and_writes_config_json_plot(tmp_path, capsys):
     assert result["slope"] == pytest.approx(-0.9) and result["offset"] == pytest.approx(-1.2)
     assert result["r2"] == pytest.approx(1.0)
     np.testing.assert_allclose(result["spread_over_fit"], 1.0)
-    cfg = OmegaConf.load(out / "c_schedule.yaml")    # parsed only; building it is the schedule's business
+    cfg = OmegaConf.load(out / "c_schedule.yaml")  # parsed only; building it is the schedule's business
     assert cfg["_target_"] == "lct.core.c_schedules.AdaptiveC"
     assert cfg["slope"] == pytest.approx(-0.9, abs=1e-5) and cfg["offset"] == pytest.approx(-1.2, abs=1e-5)
     assert (out / "c_schedule.yaml").read_text().startswith("# @package method.c\n")
@@ -60,7 +61,7 @@ def test_resumed_run_versions_are_merged_last_row_wins(tmp_path):
 
 def test_min_n_leaves_early_stages_out_of_the_fit(tmp_path):
     rows = exact_rows(range(0, 200, 10), -1.0, -2.0)
-    rows[0][4] = rows[2][4] = 50.0    # the first stage is off the law
+    rows[0][4] = rows[2][4] = 50.0  # the first stage is off the law
     rows[4][4] = rows[6][4] = 50.0
     write_log(tmp_path / "m.csv", rows)
     result = fit_c.main([str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"), "--min-n", "21"])
@@ -76,7 +77,7 @@ def test_refuses_to_overwrite_a_config_it_did_not_write(tmp_path):
         fit_c.main([str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"), "--config", str(mine)])
     assert mine.read_text() == "# @package method.c\nschedule: adaptive\n"
     ours = tmp_path / "o" / "again.yaml"
-    for _ in range(2):    # its own output it rewrites
+    for _ in range(2):  # its own output it rewrites
         fit_c.main([str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"), "--config", str(ours)])
 
 
@@ -100,4 +101,4 @@ def test_the_published_fitted_c_schedule_composes_and_instantiates(tmp_path):
     student = build_student(cfg)
     c = build_objective(cfg, student, 10, (4, 8, 8)).c
     assert type(c).__name__ == "AdaptiveC" and c.slope == cfg.method.c.slope and c.offset == cfg.method.c.offset
-    assert c.slope != -1.15          # the fitted constants, not the paper's
+    assert c.slope != -1.15  # the fitted constants, not the paper's

@@ -2,6 +2,7 @@
 
 The registry lct.nn.BACKBONES and the Hydra group conf/backbone/ hold the same names, meaning the same
 networks."""
+
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ SMALL = {"unet_tiny", "dit_tiny"}
 
 
 def _compose(backbone: str, channels: int, resolution: int, norm: str | None = None):
-    cfg = OmegaConf.create({"data": {"latent_channels": channels, "latent_resolution": resolution},
-                            "backbone": OmegaConf.load(CONF / "backbone" / f"{backbone}.yaml")})
+    cfg = OmegaConf.create(
+        {
+            "data": {"latent_channels": channels, "latent_resolution": resolution},
+            "backbone": OmegaConf.load(CONF / "backbone" / f"{backbone}.yaml"),
+        }
+    )
     if norm is not None:  # what `norm=<name>` does through `# @package backbone`
         cfg.backbone = OmegaConf.merge(cfg.backbone, OmegaConf.load(CONF / "norm" / f"{norm}.yaml"))
     return cfg
@@ -31,8 +36,7 @@ def _count(model):
 
 
 def test_the_configs_exist():
-    assert {"unet_paper", "unet_tiny", "dit_tiny", "dit_S_2", "dit_B_2", "dit_L_2",
-            "dit_XL_2"} <= set(BACKBONES)
+    assert {"unet_paper", "unet_tiny", "dit_tiny", "dit_S_2", "dit_B_2", "dit_L_2", "dit_XL_2"} <= set(BACKBONES)
     assert set(NORMS) == {"groupnorm", "instancenorm", "layernorm", "rmsnorm", "nsln"}
 
 
@@ -56,8 +60,9 @@ def test_backbone_config_instantiates(name):
     with torch.device("meta"):
         reference = build_backbone(name, in_channels=4, resolution=32)
     assert _count(model) == _count(reference)
-    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
-        [(k, v.shape) for k, v in reference.state_dict().items()]
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in reference.state_dict().items()
+    ]
 
 
 @pytest.mark.parametrize("norm", NORMS)

@@ -1,4 +1,5 @@
 """Parameter counts of the paper-size backbones (a difference means an architectural difference)."""
+
 import pytest
 import torch
 
@@ -24,17 +25,30 @@ def test_paper_unet_nsln_count():
     assert all(torch.equal(w, torch.ones_like(w)) for w in frozen)
 
 
-@pytest.mark.parametrize("norm,counts", [("instancenorm", (151_325_956, 151_325_956)),
-                                         ("layernorm", (165_468_676, 165_468_676)),
-                                         ("rmsnorm", (158_355_972, 158_355_972))])
+@pytest.mark.parametrize(
+    "norm,counts",
+    [
+        ("instancenorm", (151_325_956, 151_325_956)),
+        ("layernorm", (165_468_676, 165_468_676)),
+        ("rmsnorm", (158_355_972, 158_355_972)),
+    ],
+)
 def test_paper_unet_other_norms(norm, counts):
     with torch.device("meta"):
         assert _counts(build_backbone("unet_paper", norm=norm)) == counts
 
 
-@pytest.mark.parametrize("name,total", [("dit_S_2", 32_474_512), ("dit_B_2", 129_534_736),
-                                        ("dit_L_2", 456_799_248), ("dit_XL_2", 673_663_120),
-                                        ("dit_B_4", 129_608_512), ("dit_B_1", 129_516_292)])
+@pytest.mark.parametrize(
+    "name,total",
+    [
+        ("dit_S_2", 32_474_512),
+        ("dit_B_2", 129_534_736),
+        ("dit_L_2", 456_799_248),
+        ("dit_XL_2", 673_663_120),
+        ("dit_B_4", 129_608_512),
+        ("dit_B_1", 129_516_292),
+    ],
+)
 def test_dit_counts(name, total):
     # Unconditional, out channels = in channels, no learned-sigma head: the DiT paper's sizes less the
     # class table (XL/2: 675M there) -- all parameters trainable, positions are a buffer.

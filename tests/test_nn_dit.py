@@ -1,4 +1,5 @@
 """DiT: shapes, adaLN-Zero start, fixed positions, input validation, the named-size registry."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """The backbones' fast path: SDPA attention equals the plain formula, channels_last changes nothing,
 the noise embedding and the output head stay fp32 under bf16 autocast."""
+
 import math
 
 import pytest
@@ -23,10 +24,10 @@ def _attention_by_formula(attn: SpatialAttention, x: torch.Tensor) -> torch.Tens
     """softmax(q k^T / sqrt(d)) v per head, channels split as (q|k|v, head, d), written out in fp64."""
     b, c, h, w = x.shape
     nh, d = attn.heads, c // attn.heads
-    qkv = attn.qkv(attn.norm(x)).double().reshape(b, 3, nh, d, h * w)   # (B, 3, nh, d, HW)
-    q, k, v = qkv.unbind(1)                                               # (B, nh, d, HW)
-    logits = torch.einsum("bndi,bndj->bnij", q, k) / math.sqrt(d)          # (B, nh, HW, HW)
-    a = torch.einsum("bnij,bndj->bndi", logits.softmax(-1), v)            # (B, nh, d, HW)
+    qkv = attn.qkv(attn.norm(x)).double().reshape(b, 3, nh, d, h * w)  # (B, 3, nh, d, HW)
+    q, k, v = qkv.unbind(1)  # (B, nh, d, HW)
+    logits = torch.einsum("bndi,bndj->bnij", q, k) / math.sqrt(d)  # (B, nh, HW, HW)
+    a = torch.einsum("bnij,bndj->bndi", logits.softmax(-1), v)  # (B, nh, d, HW)
     return attn.proj(a.reshape(b, c, h, w).float())
 
 

@@ -1,8 +1,9 @@
 """ADM UNet: shapes, zero output at init, norm axis, NsLN's frozen scale, input validation."""
+
 import pytest
 import torch
 
-from lct.nn import ADMUNet, NORMS, NonScalingLayerNorm, build_backbone, trainable_parameters
+from lct.nn import NORMS, ADMUNet, NonScalingLayerNorm, build_backbone, trainable_parameters
 from lct.nn.layers import sinusoidal_embedding
 
 

@@ -1,5 +1,6 @@
 """Issue 9's probes: bad input is a one-line error, user files are never deleted, reruns resume from the
 newest readable checkpoint and refuse a silently different config, and runs leave no litter."""
+
 import json
 import logging
 import os
@@ -20,18 +21,32 @@ from lct.errors import LctError
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-TINY = ["data=synthetic", "data.batch_size=8", "trainer.enable_progress_bar=false", "~callbacks.progress",
-        "callbacks.sample_grid=null"]
+TINY = [
+    "data=synthetic",
+    "data.batch_size=8",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress",
+    "callbacks.sample_grid=null",
+]
 
 
 def _cfg(tmp_path, *overrides, logger="none"):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"logger={logger}", f"paths.root_dir={tmp_path}",
-                                            f"paths.output_dir={tmp_path}/run", *overrides])
+        return compose(
+            "config",
+            overrides=[
+                *TINY,
+                f"logger={logger}",
+                f"paths.root_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}/run",
+                *overrides,
+            ],
+        )
 
 
 def _train(tmp_path, *overrides, logger="none"):
     from lct.train.run import train
+
     return train(_cfg(tmp_path, *overrides, logger=logger))
 
 
@@ -53,15 +68,22 @@ def _latent_root(root, n=16, nan_at=None):
 
 # --- 7: one-line errors, exit code 2, config validated before any work ---------------------------------
 
-@pytest.mark.parametrize("override, key", [
-    ("data.batch_size=0", "data.batch_size"), ("data.batch_size=-3", "data.batch_size"),
-    ("trainer.max_steps=abc", "trainer.max_steps"), ("method.diffusion.weight=-1", "method.diffusion.weight"),
-    ("method.diffusion.ratio=1.5", "method.diffusion.ratio"), ("resume_changes=maybe", "resume_changes"),
-])
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.batch_size=0", "data.batch_size"),
+        ("data.batch_size=-3", "data.batch_size"),
+        ("trainer.max_steps=abc", "trainer.max_steps"),
+        ("method.diffusion.weight=-1", "method.diffusion.weight"),
+        ("method.diffusion.ratio=1.5", "method.diffusion.ratio"),
+        ("resume_changes=maybe", "resume_changes"),
+    ],
+)
 def test_bad_config_values_are_refused_before_any_work(tmp_path, override, key):
     with pytest.raises(LctError, match=key):
         _train(tmp_path, override)
-    assert not (tmp_path / "run").exists()          # nothing was written
+    assert not (tmp_path / "run").exists()  # nothing was written
 
 
 def test_train_cli_prints_one_line_and_exits_2(tmp_path):
@@ -77,8 +99,17 @@ def test_train_cli_prints_one_line_and_exits_2(tmp_path):
 def test_encode_cli_missing_or_empty_source_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     for source in (tmp_path / "missing", tmp_path / "empty"):
-        out = _cli("lct.encode", "--source", str(source), "--vae", "builtin:mnist", "--size", "32",
-                   "--out", str(tmp_path / "lat"))
+        out = _cli(
+            "lct.encode",
+            "--source",
+            str(source),
+            "--vae",
+            "builtin:mnist",
+            "--size",
+            "32",
+            "--out",
+            str(tmp_path / "lat"),
+        )
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert out.stderr.strip().splitlines()[-1].startswith("error: ") and str(source) in out.stderr
 
@@ -93,12 +124,17 @@ def test_truncated_shard_names_the_file(tmp_path):
 
 def test_disk_full_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch):
     from lct.train.callbacks import AtomicCheckpointIO
+
     path = tmp_path / "ckpts" / "last.ckpt"
-    for err in (RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2048 vs 1966"),
-                OSError(28, "No space left on device")):
+    for err in (
+        RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2048 vs 1966"),
+        OSError(28, "No space left on device"),
+    ):
+
         def full(obj, f, *a, _err=err, **k):
             Path(f).write_bytes(b"partial")
             raise _err
+
         monkeypatch.setattr(torch, "save", full)
         with pytest.raises(LctError, match="GiB free") as info:
             AtomicCheckpointIO().save_checkpoint({"a": 1}, path)
@@ -106,6 +142,7 @@ def test_disk_full_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch):
 
 
 # --- 1 (helper for A) and 3: checkpoint files read safely ----------------------------------------------
+
 
 def test_read_checkpoint_file_refuses_truncated_foreign_and_unsafe_files(tmp_path):
     good = tmp_path / "good.ckpt"
@@ -118,9 +155,14 @@ def test_read_checkpoint_file_refuses_truncated_foreign_and_unsafe_files(tmp_pat
     class Evil:
         def __reduce__(self):
             return (Path.touch, (marker,))
+
     torch.save({"x": Evil()}, tmp_path / "evil.ckpt")
-    for name, words in (("cut", "truncated"), ("text", "not a checkpoint"), ("evil", "could run code"),
-                        ("missing", "no checkpoint")):
+    for name, words in (
+        ("cut", "truncated"),
+        ("text", "not a checkpoint"),
+        ("evil", "could run code"),
+        ("missing", "no checkpoint"),
+    ):
         with pytest.raises(LctError, match=words):
             read_checkpoint_file(tmp_path / f"{name}.ckpt")
     assert not marker.exists()
@@ -142,23 +184,29 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
     assert "resuming from" in caplog.text and "epoch=0-step=2.ckpt" in caplog.text
     assert "not resuming from" in caplog.text and "last.ckpt" in caplog.text
     assert not (ckpts / ".last.ckpt.tmp-999999999").exists() and (ckpts / ".other.tmp").is_file()
-    last = read_checkpoint_file(ckpts / "last.ckpt")       # rewritten by the resumed run at step 4
+    last = read_checkpoint_file(ckpts / "last.ckpt")  # rewritten by the resumed run at step 4
     assert last["global_step"] == 4
     from lct.train.resume import resolve_ckpt
-    assert Path(resolve_ckpt(_cfg(tmp_path, *common))).name == "last.ckpt"   # step-4 tie: last.ckpt
+
+    assert Path(resolve_ckpt(_cfg(tmp_path, *common))).name == "last.ckpt"  # step-4 tie: last.ckpt
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(last_bytes := (ckpts / "last.ckpt").read_bytes()[:5000])
-    with pytest.raises(LctError, match="cut.ckpt is truncated"):             # an explicit ckpt_path too
+    with pytest.raises(LctError, match="cut.ckpt is truncated"):  # an explicit ckpt_path too
         _train(tmp_path / "other", *common, f"ckpt_path={cut}")
     assert cut.read_bytes() == last_bytes
 
 
 # --- 4: config drift on resume --------------------------------------------------------------------------
 
+
 def test_resume_with_another_config_is_refused_then_recorded(tmp_path):
     _train(tmp_path, "trainer.max_steps=2")
     stored = (tmp_path / "run" / "config_resolved.yaml").read_text()
-    with pytest.raises(LctError, match=r"method\.metric\._target_: 'lct\.core\.metrics\.Cauchy' -> 'lct\.core\.metrics\.PseudoHuber'.*resume_changes=allow"):
+    with pytest.raises(
+        LctError,
+        match=r"method\.metric\._target_: 'lct\.core\.metrics\.Cauchy' -> "
+        r"'lct\.core\.metrics\.PseudoHuber'.*resume_changes=allow",
+    ):
         _train(tmp_path, "trainer.max_steps=2", "experiment=ilct")
     with pytest.raises(LctError, match=r"trainer\.max_steps: 2 -> 3"):
         _train(tmp_path, "trainer.max_steps=3")
@@ -169,6 +217,7 @@ def test_resume_with_another_config_is_refused_then_recorded(tmp_path):
 
 
 # --- 8: litter -------------------------------------------------------------------------------------------
+
 
 def test_short_run_leaves_one_last_ckpt_and_resume_appends_to_one_csv(tmp_path):
     _train(tmp_path, "trainer.max_steps=3", "log_every=1", logger="csv")
@@ -183,12 +232,16 @@ def test_short_run_leaves_one_last_ckpt_and_resume_appends_to_one_csv(tmp_path):
 
 # --- 2: the built-in cache never clears a root it did not make -----------------------------------------
 
+
 def test_builtin_refuses_a_root_holding_the_users_latents(tmp_path):
     from lct.data.builtin import ensure_builtin
+
     root = tmp_path / "mine"
     _latent_root(root)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    with pytest.raises(LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*data=folder data.root="):
+    with pytest.raises(
+        LctError, match=r"holds other latents \(16 from arrays.*not lct.s built-in .*data=folder data.root="
+    ):
         ensure_builtin(root, "mnist")
     assert all(p.read_bytes() == b for p, b in before.items())
 
@@ -196,6 +249,7 @@ def test_builtin_refuses_a_root_holding_the_users_latents(tmp_path):
 def test_builtin_rebuilds_only_its_own_marked_cache(tmp_path, monkeypatch):
     from lct.data import builtin
     from lct.data.shards import LatentDataError
+
     root = tmp_path / "cache"
     _latent_root(root)
     (root / builtin.MARKER).write_text(json.dumps({"builtin": "mnist"}))
@@ -206,15 +260,18 @@ def test_builtin_rebuilds_only_its_own_marked_cache(tmp_path, monkeypatch):
         if len(calls) == 1:
             raise LatentDataError("written with other settings")
         return {"count": 0}
+
     monkeypatch.setattr(builtin, "encode_latents", encode)
     builtin.ensure_builtin(root, "mnist")
-    assert calls == [["000000.npy", "000001.npy"], []]      # cleared between the two attempts
+    assert calls == [["000000.npy", "000001.npy"], []]  # cleared between the two attempts
 
 
 # --- 6: silent wrong inputs -----------------------------------------------------------------------------
 
+
 def test_16bit_png_is_scaled_not_clipped(tmp_path):
     from lct.data.sources import FolderSource
+
     gray16 = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)
     (tmp_path / "img").mkdir()
     Image.fromarray(gray16).save(tmp_path / "img" / "a.png")
@@ -242,6 +299,7 @@ def test_unknown_total_steps_is_one_line_naming_both_keys(tmp_path):
     from train_utils import compose_cfg
 
     from lct.train.run import build
+
     cfg = compose_cfg(tmp_path, ["trainer.max_steps=-1"])
     with pytest.raises(LctError, match=r"trainer\.max_steps=<steps> or data\.epochs=<epochs>"):
         build(cfg)

@@ -1,4 +1,5 @@
 """The training system: every experiment runs, resume and DDP are exact, bad configs fail early."""
+
 import math
 from pathlib import Path
 
@@ -6,10 +7,9 @@ import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError
+from train_utils import compose_cfg, fit
 
 from lct.errors import LctError
-from train_utils import compose_cfg, fit
 
 EXPERIMENTS = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct"]
 
@@ -20,8 +20,9 @@ def _params(module):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_few_steps(tmp_path, experiment):
-    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", "trainer.max_steps=3", "log_every=1",
-                                 "data.batch_size=16"])
+    cfg = compose_cfg(
+        tmp_path, [f"experiment={experiment}", "trainer.max_steps=3", "log_every=1", "data.batch_size=16"]
+    )
     module = fit(cfg)
     assert module.global_step == 3
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
@@ -34,7 +35,7 @@ def test_method_axes_reach_the_module(tmp_path):
     assert cfg.method.c._target_ == "lct.core.c_schedules.AdaptiveC" and cfg.method.c.s0 == 10
     assert cfg.method.diffusion.weight == 5.0 and cfg.method.coupling.method == "exact"
     assert cfg.method.teacher._target_ == "lct.core.teacher.StopGrad"
-    assert cfg.backbone.norm == "nsln" and cfg.experiment_name == "slct"     # names the run directory
+    assert cfg.backbone.norm == "nsln" and cfg.experiment_name == "slct"  # names the run directory
     ilct = compose_cfg(tmp_path, ["experiment=ilct"])
     assert ilct.method.metric._target_ == "lct.core.metrics.PseudoHuber" and ilct.method.diffusion.weight == 0.0
     assert ilct.method.coupling._target_ == "lct.core.coupling.NoCoupling" and ilct.backbone.norm == "groupnorm"
@@ -57,15 +58,21 @@ def test_config_typos_fail_at_compose_time_naming_the_key(tmp_path):
         compose_cfg(tmp_path, ["method.metrc=cauchy"])
     with pytest.raises(ConfigCompositionException, match="cauchyy") as err:
         compose_cfg(tmp_path, ["metric=cauchyy"])
-    assert "pseudo_huber" in str(err.value.__cause__ or err.value)   # lists the valid options
+    assert "pseudo_huber" in str(err.value.__cause__ or err.value)  # lists the valid options
     with pytest.raises(ConfigCompositionException, match="experiment"):
         compose_cfg(tmp_path, ["experiment=slctt"])
 
 
 def test_resume_is_exact(tmp_path):
     """k steps + resume + k steps == 2k steps (parameters, EMA, optimizer-driven state)."""
-    common = ["experiment=slct", "trainer.max_steps=6", "data.batch_size=16", "callbacks.checkpoint.every_n_train_steps=3",
-              "callbacks.checkpoint.save_top_k=-1", "c_schedule=online"]
+    common = [
+        "experiment=slct",
+        "trainer.max_steps=6",
+        "data.batch_size=16",
+        "callbacks.checkpoint.every_n_train_steps=3",
+        "callbacks.checkpoint.save_top_k=-1",
+        "c_schedule=online",
+    ]
     full = fit(compose_cfg(tmp_path / "a", common))
     mid = next((tmp_path / "a" / "run" / "checkpoints").glob("*step=3.ckpt"))
     resumed = fit(compose_cfg(tmp_path / "b", common + [f"ckpt_path='{mid}'"]))
@@ -79,11 +86,20 @@ def test_resume_is_exact(tmp_path):
 
 @pytest.mark.parametrize("coupling", ["none", "ot_global"])
 def test_ddp_first_step_equals_single_process(tmp_path, coupling):
-    common = ["experiment=cauchy_ot", f"coupling={coupling}", "trainer.max_steps=1", "data.batch_size=16",
-              "~callbacks.final_checkpoint", "~callbacks.checkpoint"]
+    common = [
+        "experiment=cauchy_ot",
+        f"coupling={coupling}",
+        "trainer.max_steps=1",
+        "data.batch_size=16",
+        "~callbacks.final_checkpoint",
+        "~callbacks.checkpoint",
+    ]
     single = fit(compose_cfg(tmp_path / "one", common))
-    double = fit(compose_cfg(tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false",
-                                                        "trainer.max_steps=1"]))
+    double = fit(
+        compose_cfg(
+            tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false", "trainer.max_steps=1"]
+        )
+    )
     a, b = _params(single), _params(double)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
@@ -91,6 +107,7 @@ def test_ddp_first_step_equals_single_process(tmp_path, coupling):
 
 def test_nonfinite_steps_are_skipped_then_stop_with_checkpoint(tmp_path):
     from lct.train.run import build
+
     cfg = compose_cfg(tmp_path, ["experiment=cauchy", "trainer.max_steps=10", "max_nonfinite=3", "data.batch_size=16"])
     module, dm, trainer, _ = build(cfg)
     with torch.no_grad():
@@ -106,12 +123,14 @@ def test_nonfinite_steps_are_skipped_then_stop_with_checkpoint(tmp_path):
 
 def test_atomic_checkpoint_never_leaves_a_partial_file(tmp_path, monkeypatch):
     from lct.train.callbacks import AtomicCheckpointIO
+
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint({"a": torch.ones(3)}, path)
 
     def boom(obj, f, *a, **k):
         Path(f).write_bytes(b"partial")
         raise KeyboardInterrupt
+
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"a": torch.zeros(3)}, path)
@@ -125,12 +144,25 @@ def test_tiny_batches_still_give_a_finite_loss(tmp_path):
 
 
 def test_missing_latents_name_the_encode_command(tmp_path):
+    import os
     import subprocess
     import sys
-    import os
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}    # it asks for the traceback
-    out = subprocess.run([sys.executable, "-m", "lct.train", "data=celebahq256", f"data.root={tmp_path}/none",
-                          f"hydra.run.dir={tmp_path}/run"], capture_output=True, text=True, timeout=120, env=env)
+
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # it asks for the traceback
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lct.train",
+            "data=celebahq256",
+            f"data.root={tmp_path}/none",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 2
     assert "error: " in out.stderr and "lct.encode" in out.stderr and "Traceback" not in out.stderr
 
@@ -138,10 +170,25 @@ def test_missing_latents_name_the_encode_command(tmp_path):
 def test_multirun_gives_each_job_its_own_directory(tmp_path):
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "lct.train", "-m", "experiment=ilct,slct", "data=synthetic",
-                          "trainer.max_steps=1", "logger=none", "trainer.enable_progress_bar=false",
-                          "~callbacks.progress", f"hydra.sweep.dir={tmp_path}/sweep"],
-                         capture_output=True, text=True, timeout=300)
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lct.train",
+            "-m",
+            "experiment=ilct,slct",
+            "data=synthetic",
+            "trainer.max_steps=1",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.progress",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert len(jobs) == 2 and jobs[0].startswith("0_") and "experiment=ilct" in jobs[0]
@@ -154,17 +201,28 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path):
 def test_nan_in_the_data_is_skipped_counted_and_stops_like_a_nan_loss(tmp_path, coupling):
     """A NaN batch goes through the same skip path with or without OT (it used to crash at the OT step)."""
     from lct.train.run import build
-    cfg = compose_cfg(tmp_path, ["experiment=cauchy_ot", f"coupling={coupling}", "trainer.max_steps=6",
-                                 "max_nonfinite=3", "data.batch_size=16", "data.num_items=64"])
+
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "experiment=cauchy_ot",
+            f"coupling={coupling}",
+            "trainer.max_steps=6",
+            "max_nonfinite=3",
+            "data.batch_size=16",
+            "data.num_items=64",
+        ],
+    )
     module, dm, trainer, _ = build(cfg)
 
-    class PoisonData(L.Callback):      # after the first step every row of the data holds a NaN
+    class PoisonData(L.Callback):  # after the first step every row of the data holds a NaN
         def on_train_batch_end(self, *args):
             dm.data[:, 0, 0, 0] = math.nan
+
     trainer.callbacks.append(PoisonData())
     with pytest.raises(LctError, match="3 non-finite losses in a row") as err:
         trainer.fit(module, datamodule=dm)
-    last = module.last_finite_step      # 0, or 1 if the loader had fetched step 1's batch already
+    last = module.last_finite_step  # 0, or 1 if the loader had fetched step 1's batch already
     assert last in (0, 1) and module.nonfinite_total == 3
     assert "x0" in str(err.value) and f"the last finite loss was at step {last}" in str(err.value)
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "nonfinite-stop.ckpt").is_file()
@@ -172,6 +230,7 @@ def test_nan_in_the_data_is_skipped_counted_and_stops_like_a_nan_loss(tmp_path, 
 
 def test_unknown_options_fail_at_instantiate_naming_the_key(tmp_path):
     from lct.train.run import build
+
     with pytest.raises(LctError, match=r"method.coupling.scope 'galactic'.*global.*local"):
         build(compose_cfg(tmp_path, ["method.coupling.scope=galactic", "trainer.max_steps=1"]))
     with pytest.raises(LctError, match=r"method.coupling.method 'hungarian'"):
@@ -184,6 +243,7 @@ def test_unknown_options_fail_at_instantiate_naming_the_key(tmp_path):
 
 def test_samples_per_s_is_logged_only_once_a_rate_exists(tmp_path):
     import csv
+
     fit(compose_cfg(tmp_path, ["trainer.max_steps=4", "log_every=1", "data.batch_size=16", "logger=csv"]))
     rows = [r for f in (tmp_path / "run").rglob("metrics.csv") for r in csv.DictReader(f.open())]
     rates = [r["train/samples_per_s"] for r in rows if r.get("train/td_std")]

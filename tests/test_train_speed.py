@@ -1,12 +1,13 @@
 """The fast path's switches: trainer configs, apply_fast_path, and a compiled run that matches eager."""
+
 import pytest
 import torch
 from hydra.utils import instantiate
+from train_utils import compose_cfg, fit
 
 from lct.errors import LctError
 from lct.nn import build_backbone
 from lct.train.speed import FastPath, apply_fast_path
-from train_utils import compose_cfg, fit
 
 
 def test_cpu_configs_have_the_fast_path_off_gpu_configs_on(tmp_path):
@@ -24,7 +25,7 @@ def test_trainer_config_builds_a_trainer_with_the_fast_path_callback(tmp_path):
     trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
     fast = [c for c in trainer.callbacks if isinstance(c, FastPath)]
     assert len(fast) == 1 and fast[0].options == {"compile": False, "compile_mode": "default", "channels_last": True}
-    with pytest.raises(Exception, match="trainer.compile_mode") as err:   # Hydra wraps the LctError
+    with pytest.raises(Exception, match="trainer.compile_mode") as err:  # Hydra wraps the LctError
         instantiate(compose_cfg(tmp_path, ["trainer.compile_mode=fastest"]).trainer, logger=False)
     assert isinstance(err.value, LctError) or isinstance(err.value.__cause__, LctError)
 
@@ -37,17 +38,17 @@ def test_apply_fast_path_keeps_state_dict_and_outputs():
             p.add_(0.05 * torch.randn_like(p))
     x, c = torch.randn(2, 4, 8, 8), torch.randn(2) * 500
     ref, keys = net(x, c), list(net.state_dict())
-    apply_fast_path(net, compile=True, channels_last=True)   # compilation itself is lazy: nothing runs here
+    apply_fast_path(net, compile=True, channels_last=True)  # compilation itself is lazy: nothing runs here
     assert list(net.state_dict()) == keys and net._compiled_call_impl is not None
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
-    net._compiled_call_impl = None                            # eager again: channels_last alone
+    net._compiled_call_impl = None  # eager again: channels_last alone
     torch.testing.assert_close(net(x, c), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_apply_fast_path_without_a_backbone_says_so():
     with pytest.raises(LctError, match="lct.nn.Backbone"):
         apply_fast_path(torch.nn.Linear(2, 2), compile=True)
-    assert isinstance(apply_fast_path(torch.nn.Linear(2, 2)), torch.nn.Linear)   # all off: nothing to do
+    assert isinstance(apply_fast_path(torch.nn.Linear(2, 2)), torch.nn.Linear)  # all off: nothing to do
 
 
 def test_channels_last_run_matches_the_default_layout(tmp_path):

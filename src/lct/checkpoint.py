@@ -6,6 +6,7 @@ state-dict prefix of every set of weights ("student", "ema_<decay>") and, for a 
 `init_from`, the EDM checkpoint it started from. Files are read with torch.load(weights_only=True): a
 checkpoint cannot run code.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +16,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lct import core
+from lct.ckpt_io import read_checkpoint_file
 from lct.core import ConsistencyFunction, Denoiser, NoiseLevels
 from lct.core.edm import consistency_state_from_edm
-from lct.ckpt_io import read_checkpoint_file
 from lct.errors import LctError
 
 
@@ -28,10 +29,10 @@ class Bundle:
     model: ConsistencyFunction | Denoiser
     cfg: DictConfig
     latent_shape: tuple[int, int, int]
-    weights: str                        # "student" or "ema_<decay>"
+    weights: str  # "student" or "ema_<decay>"
     noise: NoiseLevels
     codec_state: dict | None = None
-    kind: str = "consistency"           # "diffusion": an EDM denoiser, sampled with Heun
+    kind: str = "consistency"  # "diffusion": an EDM denoiser, sampled with Heun
     _codec: object = None
 
     def nfe_sigmas(self, nfe: int, sigma_mid: float | None = None) -> list[float]:
@@ -47,9 +48,12 @@ class Bundle:
         """The run's latent codec, rebuilt from the checkpoint (the VAE loads on first decode)."""
         if self._codec is None:
             if self.codec_state is None:
-                raise LctError(f"this checkpoint was trained on data without a latent codec "
-                               f"({self.cfg.data.get('_target_')}): there is nothing to decode its samples with")
+                raise LctError(
+                    f"this checkpoint was trained on data without a latent codec "
+                    f"({self.cfg.data.get('_target_')}): there is nothing to decode its samples with"
+                )
             from lct.data import LatentCodec
+
             self._codec = LatentCodec.from_state_dict(self.codec_state, sigma_data=self.noise.sigma_data)
         return self._codec
 
@@ -82,15 +86,19 @@ def _weights(path, ckpt: dict, ema: bool | float) -> tuple[str, str]:
     """(name, state-dict prefix) of the weights `ema` selects (True: the first EMA; False: the student)."""
     meta = ckpt["lct"]
     if "weights" not in meta or "noise_levels" not in meta:
-        raise LctError(f"{path} was written by an older lct without its noise levels and weight prefixes; "
-                       "sample it with the lct version that trained it, or retrain")
+        raise LctError(
+            f"{path} was written by an older lct without its noise levels and weight prefixes; "
+            "sample it with the lct version that trained it, or retrain"
+        )
     decays = list(meta["config"]["ema"]["decays"])
     key = selected_ema(ema, decays)
     name = "student" if key is None else f"ema_{key}"
     prefixes = meta["weights"]
     if name not in prefixes:
-        raise LctError(f"{path} holds no {name} weights; it has {sorted(prefixes)} (pass ema=False or one of "
-                       f"the EMA decays {decays})")
+        raise LctError(
+            f"{path} holds no {name} weights; it has {sorted(prefixes)} (pass ema=False or one of "
+            f"the EMA decays {decays})"
+        )
     return name, prefixes[name]
 
 
@@ -98,20 +106,29 @@ def load_for_sampling(path, ema: bool | float = True, map_location: str | torch.
     """Rebuild the model (f_theta, or the EDM denoiser of a diffusion checkpoint) with EMA weights by default
     (ema=False: the student)."""
     from lct.builders import build_student, kind
+
     ckpt = _read(path)
     meta = ckpt["lct"]
     name, prefix = _weights(path, ckpt, ema)
     cfg = OmegaConf.create(meta["config"])
-    weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     model = build_student(cfg)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
-        raise LctError(f"checkpoint {path} does not match backbone {cfg.backbone.get('_target_')}: "
-                       f"{str(err).splitlines()[0]}") from None
+        raise LctError(
+            f"checkpoint {path} does not match backbone {cfg.backbone.get('_target_')}: {str(err).splitlines()[0]}"
+        ) from None
     model.to(map_location).eval().requires_grad_(False)
-    return Bundle(model=model, cfg=cfg, latent_shape=tuple(meta["latent_shape"]), weights=name,
-                  noise=NoiseLevels.from_state_dict(meta["noise_levels"]), codec_state=meta["codec"], kind=kind(cfg))
+    return Bundle(
+        model=model,
+        cfg=cfg,
+        latent_shape=tuple(meta["latent_shape"]),
+        weights=name,
+        noise=NoiseLevels.from_state_dict(meta["noise_levels"]),
+        codec_state=meta["codec"],
+        kind=kind(cfg),
+    )
 
 
 def init_from_edm(path, student: ConsistencyFunction, cfg) -> dict:
@@ -122,21 +139,28 @@ def init_from_edm(path, student: ConsistencyFunction, cfg) -> dict:
     must build the same backbone (LctError naming the differing keys otherwise).
     """
     from lct.builders import kind
+
     ckpt = _read(path)
     meta = ckpt["lct"]
     source = OmegaConf.create(meta["config"])
     if kind(source) != "diffusion":
-        raise LctError(f"init_from={path} is a {kind(source)} checkpoint; init_from takes an EDM checkpoint "
-                       "(trained with experiment=edm)")
+        raise LctError(
+            f"init_from={path} is a {kind(source)} checkpoint; init_from takes an EDM checkpoint "
+            "(trained with experiment=edm)"
+        )
     ours, theirs = (OmegaConf.to_container(c.backbone, resolve=True) for c in (cfg, source))
     differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if differ:
-        raise LctError(f"init_from={path}: its backbone differs from this run's in {differ} (e.g. {differ[0]}: "
-                       f"{theirs.get(differ[0])!r} there, {ours.get(differ[0])!r} here); train the EDM run with "
-                       "the same backbone=/norm= options")
+        raise LctError(
+            f"init_from={path}: its backbone differs from this run's in {differ} (e.g. {differ[0]}: "
+            f"{theirs.get(differ[0])!r} there, {ours.get(differ[0])!r} here); train the EDM run with "
+            "the same backbone=/norm= options"
+        )
     if float(source.method.sigma.data) != float(cfg.method.sigma.data):
-        raise LctError(f"init_from={path}: its method.sigma.data={source.method.sigma.data} differs from this "
-                       f"run's {cfg.method.sigma.data}; the backbone's input scaling c_in depends on it")
+        raise LctError(
+            f"init_from={path}: its method.sigma.data={source.method.sigma.data} differs from this "
+            f"run's {cfg.method.sigma.data}; the backbone's input scaling c_in depends on it"
+        )
     has_ema = bool(source.ema.decays)
     name, prefix = _weights(path, ckpt, ema=has_ema)
     try:

@@ -2,6 +2,7 @@
 
 `--debug` anywhere on the command line, LCT_DEBUG=1 or HYDRA_FULL_ERROR=1 keeps the traceback instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ def debug_requested() -> bool:
 def run_cli(main, *args):
     """Call main(*args); an LctError becomes `error: <message>` on stderr and exit status 2."""
     if DEBUG_FLAG in sys.argv:
-        sys.argv.remove(DEBUG_FLAG)          # before argparse or Hydra reads the command line
+        sys.argv.remove(DEBUG_FLAG)  # before argparse or Hydra reads the command line
         os.environ["LCT_DEBUG"] = "1"
     try:
         return main(*args)

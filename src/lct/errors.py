@@ -3,6 +3,7 @@
 Command-line entry points print such an error as one line (`error: ...`) and exit with status 2;
 anything else is a bug in lct and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -9,6 +9,7 @@ the checkpoint's sigma_mid grid (641 points) for 2 NFE and writes the FID curve 
 and its minimum. `--metrics digit` adds (or, alone, replaces) the built-in MNIST's digit FID / legibility / coverage
 (lct.eval.digits); Inception FID stays the reported standard.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,27 @@ from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.inception import ENV_VAR, RESIZE_MODES
 from lct.eval.metrics import GenerativeMetrics
-from lct.eval.protocol import (PROTOCOLS, authors_extractor, authors_sample_count, builtin_real_images,
-                               file_fingerprint, load_images, sample_features, score)
-from lct.eval.reference import (decoded_batches, extract_features, load_or_compute_reference, make_provenance,
-                                tensor_batches)
+from lct.eval.protocol import (
+    PROTOCOLS,
+    authors_extractor,
+    authors_sample_count,
+    builtin_real_images,
+    file_fingerprint,
+    load_images,
+    sample_features,
+    score,
+)
+from lct.eval.reference import (
+    decoded_batches,
+    extract_features,
+    load_or_compute_reference,
+    make_provenance,
+    tensor_batches,
+)
 from lct.eval.sampling import generate
 from lct.sample import add_sigma_args, resolve_sigma_mid
 
-SEARCH_INDICES = list(range(380, 481, 10))    # brackets the paper's best 420-440
+SEARCH_INDICES = list(range(380, 481, 10))  # brackets the paper's best 420-440
 METRICS = ("inception", "digit")
 
 
@@ -38,7 +52,9 @@ def metric_list(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"--metrics takes a comma-separated list of {', '.join(METRICS)}; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--metrics takes a comma-separated list of {', '.join(METRICS)}; got {text!r}"
+        )
     return names
 
 
@@ -47,28 +63,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("checkpoint")
     p.add_argument("--out", default="eval")
     p.add_argument("--num-samples", type=int, default=50_000)
-    p.add_argument("--nfe", type=int, nargs="+", default=None,
-                   help="NFE to score: 1 and/or 2 for a consistency checkpoint (default both); any odd numbers for a "
-                        "diffusion checkpoint (Heun, NFE = 2 steps - 1; default 1 35)")
+    p.add_argument(
+        "--nfe",
+        type=int,
+        nargs="+",
+        default=None,
+        help="NFE to score: 1 and/or 2 for a consistency checkpoint (default both); any odd numbers for a "
+        "diffusion checkpoint (Heun, NFE = 2 steps - 1; default 1 35)",
+    )
     p.add_argument("--reference", default=None, help="reference statistics cache (default OUT/reference.pt)")
-    p.add_argument("--reference-images", default=None,
-                   help="real images (folder, .npz, .npy, .pt); default: decode the checkpoint's training latents")
+    p.add_argument(
+        "--reference-images",
+        default=None,
+        help="real images (folder, .npz, .npy, .pt); default: decode the checkpoint's training latents",
+    )
     p.add_argument("--num-reference", type=int, default=50_000, help="at most this many real images")
     p.add_argument("--on-stale", choices=("recompute", "error"), default="recompute")
     p.add_argument("--search", action="store_true", help="sweep sigma_mid for 2 NFE")
     p.add_argument("--search-indices", type=int, nargs="+", default=SEARCH_INDICES)
-    p.add_argument("--search-num-samples", type=int, default=None, help="samples per search point (default --num-samples)")
+    p.add_argument(
+        "--search-num-samples", type=int, default=None, help="samples per search point (default --num-samples)"
+    )
     p.add_argument("--inception-path", default=None, help=f"FID InceptionV3 TorchScript file (or ${ENV_VAR})")
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default="tf1_bilinear")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
-                   help="ours (torchmetrics conventions) or authors (the paper's pipeline: uint8 truncation, JPEG q75, "
-                        "pytorch-fid resize, real images as reference, samples rounded up to batches of 256)")
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="ours",
+        help="ours (torchmetrics conventions) or authors (the paper's pipeline: uint8 truncation, JPEG q75, "
+        "pytorch-fid resize, real images as reference, samples rounded up to batches of 256)",
+    )
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--chunk-size", type=int, default=1000, help="samples per resumable feature chunk")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--metrics", type=metric_list, default=["inception"],
-                   help="inception (FID/KID/precision/recall, the reported standard), digit (built-in MNIST only: "
-                        "digit FID, legibility, coverage from the shipped digit classifier), or both: inception,digit")
+    p.add_argument(
+        "--metrics",
+        type=metric_list,
+        default=["inception"],
+        help="inception (FID/KID/precision/recall, the reported standard), digit (built-in MNIST only: "
+        "digit FID, legibility, coverage from the shipped digit classifier), or both: inception,digit",
+    )
     add_sigma_args(p)
     return p.parse_args(argv)
 
@@ -81,13 +115,16 @@ def build_reference(args, bundle, metrics: GenerativeMetrics):
     if args.reference_images:
         dataset, source = f"images:{Path(args.reference_images).resolve()}", "images"
         batches = lambda: tensor_batches(load_images(args.reference_images), args.batch_size)  # noqa: E731
-    elif authors:    # the authors score against the real images, not their VAE reconstructions
+    elif authors:  # the authors score against the real images, not their VAE reconstructions
         dataset, images = builtin_real_images((getattr(bundle, "cfg", None) or {}).get("data"))
         source = "images"
         batches = lambda: tensor_batches(images, args.batch_size)  # noqa: E731
     else:
         dm = _datamodule(bundle)
-        dataset, source = f"{type(dm).__name__}:{getattr(dm, 'builtin', None) or getattr(dm, 'root', None)}", "decoded_latents"
+        dataset, source = (
+            f"{type(dm).__name__}:{getattr(dm, 'builtin', None) or getattr(dm, 'root', None)}",
+            "decoded_latents",
+        )
         batches = lambda: decoded_batches(dm.train_dataloader(), bundle.codec, args.device)  # noqa: E731
     expected = make_provenance(dataset, args.num_reference, extractor, source)
     compute = lambda: extract_features(extractor, batches(), args.num_reference, progress, args.device)  # noqa: E731
@@ -100,6 +137,7 @@ def _datamodule(bundle):
     if cfg is None or "data" not in cfg:
         raise ValueError("the checkpoint carries no data config; pass --reference-images or a --reference cache")
     from lct.builders import build_datamodule
+
     dm = build_datamodule(cfg)
     dm.setup("fit")
     return dm
@@ -120,15 +158,21 @@ def evaluate_digits(args, bundle, sample_fn, sigmas) -> dict:
     from lct.eval.digits import DigitScorer
 
     seeds = range(args.seed, args.seed + args.num_samples)
-    batches = (images for _, _, images in generate(sample_fn, seeds, bundle.latent_shape, sigmas, args.batch_size,
-                                                     bundle.codec.decode, args.device))
+    batches = (
+        images
+        for _, _, images in generate(
+            sample_fn, seeds, bundle.latent_shape, sigmas, args.batch_size, bundle.codec.decode, args.device
+        )
+    )
     return {**DigitScorer(device=args.device).score(batches), "sigmas": list(sigmas)}
 
 
 def _plot_search(curve: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot([c["index"] for c in curve], [c["fid"] for c in curve], "o-")
     ax.set_xlabel("sigma_mid index (Karras grid)")
@@ -148,11 +192,19 @@ def main(argv=None) -> dict:
     bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
     args.nfe = args.nfe or list(DEFAULT_NFE[bundle.kind])
     if args.search and bundle.kind == "diffusion":
-        raise LctError(f"--search sweeps the 2-NFE sigma_mid of a consistency model; {args.checkpoint} is a "
-                       "diffusion (EDM) checkpoint: drop --search and compare NFE with --nfe")
+        raise LctError(
+            f"--search sweeps the 2-NFE sigma_mid of a consistency model; {args.checkpoint} is a "
+            "diffusion (EDM) checkpoint: drop --search and compare NFE with --nfe"
+        )
     sigmas = {nfe: bundle.nfe_sigmas(nfe, resolve_sigma_mid(args, bundle.noise)) for nfe in args.nfe}  # checks --nfe
-    report = {"checkpoint": str(args.checkpoint), "kind": bundle.kind, "protocol": args.protocol,
-              "ema": not args.no_ema, "seed": args.seed, "results": {}}
+    report = {
+        "checkpoint": str(args.checkpoint),
+        "kind": bundle.kind,
+        "protocol": args.protocol,
+        "ema": not args.no_ema,
+        "seed": args.seed,
+        "results": {},
+    }
     if "digit" in args.metrics:
         report["digits"] = {f"{nfe}nfe": evaluate_digits(args, bundle, bundle.sample, sigmas[nfe]) for nfe in args.nfe}
     if "inception" in args.metrics:
@@ -169,8 +221,13 @@ def inception_report(args, bundle, sample_fn, sigmas: dict, out: Path, report: d
     """FID/KID/precision/recall at each NFE (and the sigma_mid search) into report."""
     authors = args.protocol == "authors"
     extra = {"extractor": authors_extractor(args.inception_path)} if authors else {}
-    metrics = GenerativeMetrics(kid_subset_size=args.kid_subset_size, seed=args.seed, inception_path=args.inception_path,
-                                resize_mode=args.resize_mode, **extra).to(args.device)
+    metrics = GenerativeMetrics(
+        kid_subset_size=args.kid_subset_size,
+        seed=args.seed,
+        inception_path=args.inception_path,
+        resize_mode=args.resize_mode,
+        **extra,
+    ).to(args.device)
     count = authors_sample_count if authors else int
     ref = build_reference(args, bundle, metrics)
     metrics.set_reference(ref, 0, 1)
@@ -179,10 +236,20 @@ def inception_report(args, bundle, sample_fn, sigmas: dict, out: Path, report: d
 
     def evaluate(sigmas, n):
         n = count(n)
-        feats = sample_features(sample_fn, bundle.codec.decode, metrics.extractor, range(args.seed, args.seed + n),
-                                bundle.latent_shape, sigmas, args.batch_size, args.device,
-                                out / ("features_authors" if authors else "features"), meta,
-                                args.chunk_size, not args.no_progress)
+        feats = sample_features(
+            sample_fn,
+            bundle.codec.decode,
+            metrics.extractor,
+            range(args.seed, args.seed + n),
+            bundle.latent_shape,
+            sigmas,
+            args.batch_size,
+            args.device,
+            out / ("features_authors" if authors else "features"),
+            meta,
+            args.chunk_size,
+            not args.no_progress,
+        )
         return {**score(metrics, feats), "sigmas": list(sigmas)}
 
     report["results"] = {f"{nfe}nfe": evaluate(sigmas[nfe], args.num_samples) for nfe in args.nfe}
@@ -190,8 +257,9 @@ def inception_report(args, bundle, sample_fn, sigmas: dict, out: Path, report: d
     if args.search:
         n = args.search_num_samples or args.num_samples
         at = lambda i: noise.grid_sigma(i, noise.mid_grid)  # noqa: E731
-        curve = [{"index": i, "sigma_mid": at(i), **evaluate(noise.nfe_sigmas(2, at(i)), n)}
-                 for i in args.search_indices]
+        curve = [
+            {"index": i, "sigma_mid": at(i), **evaluate(noise.nfe_sigmas(2, at(i)), n)} for i in args.search_indices
+        ]
         best = min(curve, key=lambda c: c["fid"])
         report["search"] = {"num_samples": n, "curve": curve, "best": best}
         (out / "search.json").write_text(json.dumps(report["search"], indent=2))

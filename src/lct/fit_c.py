@@ -8,6 +8,7 @@ ln c = slope ln(N-1) + offset, and writes
   - OUT/fit.json (constants, R^2, per-stage spread, fitted and paper c, their ratios),
   - OUT/fit.png (the per-stage spreads, the fit and the paper's line, log-log).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ from lct.core.fit import PAPER_OFFSET, PAPER_SLOPE, STAGE_REDUCTIONS, fit_power_
 from lct.errors import LctError
 
 N_KEY, SPREAD_KEY = "train/N", "train/td_std"
-MARKER = "# Written by python -m lct.fit_c"    # a config file carrying it is ours to overwrite
+MARKER = "# Written by python -m lct.fit_c"  # a config file carrying it is ours to overwrite
 
 
 def metrics_files(source: str | Path) -> list[Path]:
@@ -33,8 +34,10 @@ def metrics_files(source: str | Path) -> list[Path]:
         return [p]
     files = sorted(p.glob("csv/version_*/metrics.csv")) if p.is_dir() else []
     if not files:
-        raise LctError(f"no metrics.csv for {p}: pass a run directory trained with logger=csv "
-                       "(it holds csv/version_*/metrics.csv) or the path of a metrics.csv")
+        raise LctError(
+            f"no metrics.csv for {p}: pass a run directory trained with logger=csv "
+            "(it holds csv/version_*/metrics.csv) or the path of a metrics.csv"
+        )
     return files
 
 
@@ -45,8 +48,10 @@ def read_series(files: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
             if not {N_KEY, SPREAD_KEY} <= set(reader.fieldnames or ()):
-                raise LctError(f"{path} has no {N_KEY!r} and {SPREAD_KEY!r} columns: it is not a consistency-"
-                               "training log (those are written every log_every steps by lct.train)")
+                raise LctError(
+                    f"{path} has no {N_KEY!r} and {SPREAD_KEY!r} columns: it is not a consistency-"
+                    "training log (those are written every log_every steps by lct.train)"
+                )
             for row in reader:
                 if row[N_KEY] and row[SPREAD_KEY]:
                     by_step[int(row["step"])] = (float(row[N_KEY]), float(row[SPREAD_KEY]))
@@ -59,14 +64,16 @@ def read_series(files: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def config_text(slope: float, offset: float, r2: float, command: str) -> str:
     """The c_schedule config: AdaptiveC with the fitted constants (iCT's c during the first stage)."""
-    return (f"# @package method.c\n"
-            f"{MARKER}: ln c(N) = slope ln(N-1) + offset fitted to the TD-residual spread per\n"
-            f"# curriculum stage (R^2 = {r2:.4f}; the paper's constants are -1.15 / -0.85). Command:\n"
-            f"#   {command}\n"
-            f"_target_: lct.core.c_schedules.AdaptiveC\n"
-            f"s0: ${{method.curriculum.s0}}\n"
-            f"slope: {slope:.6g}\n"
-            f"offset: {offset:.6g}\n")
+    return (
+        f"# @package method.c\n"
+        f"{MARKER}: ln c(N) = slope ln(N-1) + offset fitted to the TD-residual spread per\n"
+        f"# curriculum stage (R^2 = {r2:.4f}; the paper's constants are -1.15 / -0.85). Command:\n"
+        f"#   {command}\n"
+        f"_target_: lct.core.c_schedules.AdaptiveC\n"
+        f"s0: ${{method.curriculum.s0}}\n"
+        f"slope: {slope:.6g}\n"
+        f"offset: {offset:.6g}\n"
+    )
 
 
 def write_config(path: Path, text: str) -> None:
@@ -78,17 +85,22 @@ def write_config(path: Path, text: str) -> None:
 
 def plot_fit(path: Path, n_all, s_all, result: dict) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     stages = np.asarray(result["stages"])
     grid = np.geomspace(stages.min() - 1, stages.max() - 1, 100) + 1
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.scatter(n_all - 1, s_all, s=8, alpha=0.3, color="0.5", label="logged td_std")
     ax.scatter(stages - 1, result["spread"], s=40, color="C0", zorder=3, label=f"stage {result['reduce']}")
-    ax.plot(grid - 1, power_law(grid, result["slope"], result["offset"]), color="C0",
-            label=f"fit: {result['slope']:.3f} ln(N-1) {result['offset']:+.3f} (R² {result['r2']:.3f})")
-    ax.plot(grid - 1, power_law(grid, PAPER_SLOPE, PAPER_OFFSET), "--", color="C3",
-            label="paper: -1.15 ln(N-1) - 0.85")
+    ax.plot(
+        grid - 1,
+        power_law(grid, result["slope"], result["offset"]),
+        color="C0",
+        label=f"fit: {result['slope']:.3f} ln(N-1) {result['offset']:+.3f} (R² {result['r2']:.3f})",
+    )
+    ax.plot(grid - 1, power_law(grid, PAPER_SLOPE, PAPER_OFFSET), "--", color="C3", label="paper: -1.15 ln(N-1) - 0.85")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("N - 1 (curriculum stage)")
@@ -119,11 +131,24 @@ def main(argv=None) -> dict:
     use = stages >= args.min_n
     slope, offset, r2 = fit_power_law(stages[use], spread[use])
     fitted, paper = power_law(stages, slope, offset), power_law(stages, PAPER_SLOPE, PAPER_OFFSET)
-    result = {"slope": slope, "offset": offset, "r2": r2, "reduce": args.reduce, "skip": args.skip,
-              "min_n": args.min_n, "stages": stages.tolist(), "spread": spread.tolist(),
-              "points": counts.tolist(), "fitted_in": use.tolist(), "fitted_c": fitted.tolist(),
-              "paper_c": paper.tolist(), "spread_over_fit": (spread / fitted).tolist(),
-              "fit_over_paper": (fitted / paper).tolist(), "sources": [str(f) for f in files], "command": command}
+    result = {
+        "slope": slope,
+        "offset": offset,
+        "r2": r2,
+        "reduce": args.reduce,
+        "skip": args.skip,
+        "min_n": args.min_n,
+        "stages": stages.tolist(),
+        "spread": spread.tolist(),
+        "points": counts.tolist(),
+        "fitted_in": use.tolist(),
+        "fitted_c": fitted.tolist(),
+        "paper_c": paper.tolist(),
+        "spread_over_fit": (spread / fitted).tolist(),
+        "fit_over_paper": (fitted / paper).tolist(),
+        "sources": [str(f) for f in files],
+        "command": command,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = Path(args.config) if args.config else out / "c_schedule.yaml"
@@ -131,12 +156,16 @@ def main(argv=None) -> dict:
     (out / "fit.json").write_text(json.dumps(result, indent=2))
     plot_fit(out / "fit.png", n_all, s_all, result)
 
-    print(f"ln c(N) = {slope:.4f} ln(N-1) {offset:+.4f}   R^2 = {r2:.4f} over {int(use.sum())} stages "
-          f"(paper: {PAPER_SLOPE} ln(N-1) {PAPER_OFFSET:+})")
+    print(
+        f"ln c(N) = {slope:.4f} ln(N-1) {offset:+.4f}   R^2 = {r2:.4f} over {int(use.sum())} stages "
+        f"(paper: {PAPER_SLOPE} ln(N-1) {PAPER_OFFSET:+})"
+    )
     print(f"{'N':>5} {'logs':>5} {'spread':>10} {'fit c':>10} {'spread/fit':>10} {'paper c':>10} {'fit/paper':>10}")
     for i, stage in enumerate(stages):
-        print(f"{int(stage):>5} {counts[i]:>5} {spread[i]:>10.4g} {fitted[i]:>10.4g} {spread[i] / fitted[i]:>10.3f} "
-              f"{paper[i]:>10.4g} {fitted[i] / paper[i]:>10.2f}" + ("" if use[i] else "   (not fitted)"))
+        print(
+            f"{int(stage):>5} {counts[i]:>5} {spread[i]:>10.4g} {fitted[i]:>10.4g} {spread[i] / fitted[i]:>10.3f} "
+            f"{paper[i]:>10.4g} {fitted[i] / paper[i]:>10.2f}" + ("" if use[i] else "   (not fitted)")
+        )
     print(f"wrote {config}, {out / 'fit.json'}, {out / 'fit.png'}")
     return result
 

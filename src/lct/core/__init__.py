@@ -1,4 +1,5 @@
 """lct.core: the paper's math in pure PyTorch (no Lightning, Hydra or torch.distributed)."""
+
 from ._checks import NonFiniteError
 from .c_schedules import AdaptiveC, ConstantC, OnlineC, adaptive_c, ict_default_c
 from .coupling import MinibatchOT, NoCoupling, ot_pair, ot_permutation, sq_euclidean_cost
@@ -12,8 +13,18 @@ from .objective import ConsistencyObjective, StepOutput
 from .precond import ConsistencyFunction, boundary_scalings, c_noise
 from .protocols import Coupling, CSchedule, IndexSampler, RobustMetric, Teacher  # and protocols.Curriculum
 from .sampling import DEFAULT_NFE, KINDS, multistep_sample, nfe_sigmas, onestep_sample, sample, twostep_sample
-from .schedules import (P_MEAN, P_STD, Curriculum, LogNormalIndices, UniformIndices, ict_weight, lognormal_index_probs,
-                        num_scales, sample_indices, uniform_index_probs)
+from .schedules import (
+    P_MEAN,
+    P_STD,
+    Curriculum,
+    LogNormalIndices,
+    UniformIndices,
+    ict_weight,
+    lognormal_index_probs,
+    num_scales,
+    sample_indices,
+    uniform_index_probs,
+)
 from .teacher import EMATeacher, StopGrad
 
 __all__ = [name for name in dir() if not name.startswith("_")]

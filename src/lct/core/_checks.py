@@ -1,4 +1,5 @@
 """Input validation shared by the core functions: clear ValueErrors, never a silent NaN."""
+
 from __future__ import annotations
 
 import torch
@@ -39,4 +40,5 @@ def check_choice(name: str, value: str, choices) -> None:
     """Raise LctError if `value` is not one of `choices`, naming the key and listing them."""
     if value not in choices:
         from lct.errors import LctError
+
         raise LctError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")

@@ -3,14 +3,15 @@
 c(n_scales, step) -> float each step; `observe(residual)` after every finite step; `state_dict` /
 `load_state_dict` carry any state into checkpoints. The builder passes D = C*H*W as `dim`.
 """
+
 from __future__ import annotations
 
 import math
 
 import torch
 
-ICT_C_PER_SQRT_D = 0.00054          # iCT's c = 0.00054 sqrt(D), applied here to the per-element mean m
-ADAPTIVE_SLOPE, ADAPTIVE_OFFSET = -1.15, -0.85   # the paper's fit: ln c = slope ln(N-1) + offset
+ICT_C_PER_SQRT_D = 0.00054  # iCT's c = 0.00054 sqrt(D), applied here to the per-element mean m
+ADAPTIVE_SLOPE, ADAPTIVE_OFFSET = -1.15, -0.85  # the paper's fit: ln c = slope ln(N-1) + offset
 
 
 def ict_default_c(dim: int) -> float:
@@ -46,6 +47,7 @@ class ConstantC(Stateless):
         self.value = ict_default_c(dim) if value is None else float(value)
         if self.value <= 0:
             from lct.errors import LctError
+
             raise LctError(f"method.c.value must be > 0, got {self.value}")
 
     def __call__(self, n_scales: int, step: int) -> float:
@@ -77,6 +79,7 @@ class OnlineC:
     def __init__(self, dim: int, momentum: float = 0.99, scale: float = 1.0, floor: float = 1e-6):
         if not 0 <= momentum < 1:
             from lct.errors import LctError
+
             raise LctError(f"method.c.momentum must be in [0, 1), got {momentum}")
         self.momentum, self.scale, self.floor = float(momentum), float(scale), float(floor)
         self.std_ema = ict_default_c(dim) / self.scale

@@ -2,6 +2,7 @@
 
 The coupling is computed on the *unit* noise before sigma-scaling, so one permutation serves every sigma.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,25 +26,33 @@ def sq_euclidean_cost(x0: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
     return cost.clamp_min_(0).double().cpu().numpy()
 
 
-def ot_permutation(cost: np.ndarray, method: str = "exact", reg: float = 0.05,
-                   generator: torch.Generator | None = None) -> np.ndarray:
+def ot_permutation(
+    cost: np.ndarray, method: str = "exact", reg: float = 0.05, generator: torch.Generator | None = None
+) -> np.ndarray:
     """perm with data j paired to noise perm[j], from a (B, B) cost matrix."""
     check_choice("OT method", method, OT_METHODS)
-    if method == "exact":           # Hungarian algorithm; same optimum as POT's network simplex
+    if method == "exact":  # Hungarian algorithm; same optimum as POT's network simplex
         from scipy.optimize import linear_sum_assignment
+
         return linear_sum_assignment(cost)[1]
     import ot
+
     b = cost.shape[0]
     a = np.full(b, 1.0 / b)
-    if method == "pot":             # uniform marginals => the EMD plan is a permutation matrix
+    if method == "pot":  # uniform marginals => the EMD plan is a permutation matrix
         return ot.emd(a, a, cost).argmax(1)
     # Entropic plan for large batches: each x0 draws its noise from its row of the plan (noise may repeat).
     plan = torch.from_numpy(ot.sinkhorn(a, a, cost / cost.max(), reg, method="sinkhorn_log"))
     return torch.multinomial(plan.clamp_min(0) + 1e-30, 1, generator=generator).squeeze(1).numpy()
 
 
-def ot_pair(x0: torch.Tensor, noise: torch.Tensor, method: str = "exact", reg: float = 0.05,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def ot_pair(
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    method: str = "exact",
+    reg: float = 0.05,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The noise batch permuted so that (x0_j, noise_j) is the minibatch-OT coupling."""
     check_same_shape("x0", x0, "noise", noise)
     check_finite("x0", x0)
@@ -52,9 +61,10 @@ def ot_pair(x0: torch.Tensor, noise: torch.Tensor, method: str = "exact", reg: f
     return noise[torch.as_tensor(perm, device=noise.device)]
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Couplings (the `method.coupling` part, protocol `Coupling`): given this rank's x0 and the global
 # batch's unit noise, return this rank's noise rows.
+
 
 class NoCoupling:
     """Independent x0 and noise (iCT)."""
@@ -75,7 +85,7 @@ class MinibatchOT:
     def __call__(self, x0, noise_g, sl: slice, generator=None, gather=None) -> torch.Tensor:
         if self.scope == "local" or gather is None:
             return ot_pair(x0, noise_g[sl], self.method, self.reg, generator)
-        x_g = gather(x0)                                                             # (B, C, H, W)
+        x_g = gather(x0)  # (B, C, H, W)
         check_finite("x0 (global batch)", x_g)
         perm = ot_permutation(sq_euclidean_cost(x_g, noise_g), self.method, self.reg, generator)
         return noise_g[torch.as_tensor(perm, device=noise_g.device)][sl]

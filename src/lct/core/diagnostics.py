@@ -1,4 +1,5 @@
 """Statistics of the TD residual d that the paper's argument rests on (heavy tails => robust metric)."""
+
 from __future__ import annotations
 
 import torch
@@ -8,7 +9,7 @@ import torch
 def residual_stats(d: torch.Tensor, max_elems: int = 1 << 20) -> dict[str, float]:
     """std, excess kurtosis and fraction beyond the outer fences (Q1 - 3 IQR, Q3 + 3 IQR) of d's elements."""
     x = d.detach().flatten().float()
-    if x.numel() > max_elems:       # quantiles sort; a strided subsample keeps this cheap on big batches
+    if x.numel() > max_elems:  # quantiles sort; a strided subsample keeps this cheap on big batches
         x = x[:: x.numel() // max_elems + 1]
     mu, std = x.mean(), x.std(correction=0)
     kurt = ((x - mu) ** 4).mean() / std.clamp_min(1e-30) ** 4 - 3.0

@@ -8,6 +8,7 @@ c_noise is the consistency function's 250 ln(sigma) (lct.core.precond), not EDM'
 sees the same inputs under both parametrizations, so its weights move between them (Easy Consistency
 Tuning, Geng et al. 2025, initialises consistency training from a diffusion model this way).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = PAPER.sigma_data, PAPER.sigma_min, PAPER
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Preconditioning and the denoiser.
+
 
 def edm_scalings(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
     """(c_skip, c_out, c_in) of EDM's denoiser at noise level sigma (no range checks: hot path)."""
@@ -57,22 +59,29 @@ class Denoiser(nn.Module):
             if bool((s <= 0).any()):
                 raise ValueError(f"the EDM denoiser needs sigma > 0, got min {float(s.min()):.6g}")
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma           # (B,)
+        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma  # (B,)
         c_skip, c_out, c_in = (c.view(-1, 1, 1, 1) for c in edm_scalings(sigma, self.sigma_data))
-        F = self.backbone(c_in * x, 250.0 * torch.log(sigma))                        # (B,C,H,W)
+        F = self.backbone(c_in * x, 250.0 * torch.log(sigma))  # (B,C,H,W)
         return c_skip * x + c_out * F
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Training (Karras et al. 2022, §5 and Table 1): lognormal sigma,
 # weight lambda = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2.
 
-def lognormal_sigmas(batch_size: int, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD,
-                     generator: torch.Generator | None = None, device=None,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+
+def lognormal_sigmas(
+    batch_size: int,
+    p_mean: float = EDM_P_MEAN,
+    p_std: float = EDM_P_STD,
+    generator: torch.Generator | None = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """(B,) noise levels sigma = exp(P_mean + P_std z), z ~ N(0, 1), drawn on the generator's device."""
-    z = torch.randn(batch_size, generator=generator, dtype=dtype,
-                    device=generator.device if generator is not None else device)
+    z = torch.randn(
+        batch_size, generator=generator, dtype=dtype, device=generator.device if generator is not None else device
+    )
     return (p_mean + p_std * z).exp().to(device)
 
 
@@ -81,8 +90,9 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Ten
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
-def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor,
-             sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+def edm_loss(
+    denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, sigma_data: float = SIGMA_DATA
+) -> torch.Tensor:
     """Per-sample lambda(sigma) mean_D (D(x0 + sigma n, sigma) - x0)^2, shape (B,).
 
     Averaged over D like lct's diffusion loss; because lambda c_out^2 = 1 this is the backbone's plain
@@ -96,11 +106,13 @@ def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tenso
     return edm_weight(sigma, sigma_data) * (denoised - x0).flatten(1).square().mean(1)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Deterministic sampler (Karras et al. 2022, Algorithm 1 without churn).
 
-def heun_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX,
-                rho: float = RHO) -> torch.Tensor:
+
+def heun_sigmas(
+    steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO
+) -> torch.Tensor:
     """t_0..t_N (float64): the N-point Karras grid from sigma_max to sigma_min, then t_N = 0.
 
     One step is [sigma_max, 0]: a single denoiser evaluation, D(sigma_max n, sigma_max).
@@ -123,14 +135,22 @@ def heun_nfe(steps: int) -> int:
 def heun_steps_for_nfe(nfe: int) -> int:
     """Steps N with 2N - 1 = nfe; LctError unless nfe is an odd integer >= 1."""
     if not isinstance(nfe, int) or nfe < 1 or nfe % 2 == 0:
-        raise LctError(f"--nfe for a diffusion checkpoint must be an odd number >= 1 (Heun's sampler uses "
-                       f"NFE = 2*steps - 1), got {nfe!r}; e.g. --nfe 35 runs 18 steps")
+        raise LctError(
+            f"--nfe for a diffusion checkpoint must be an odd number >= 1 (Heun's sampler uses "
+            f"NFE = 2*steps - 1), got {nfe!r}; e.g. --nfe 35 runs 18 steps"
+        )
     return (nfe + 1) // 2
 
 
 @torch.no_grad()
-def heun_sample(denoiser, noise: torch.Tensor, steps: int, sigma_min: float = SIGMA_MIN,
-                sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
+def heun_sample(
+    denoiser,
+    noise: torch.Tensor,
+    steps: int,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
+    rho: float = RHO,
+) -> torch.Tensor:
     """x_N from x_0 = t_0 n along dx/dt = (x - D(x, t)) / t on heun_sigmas(steps)."""
     return heun_solve(denoiser, noise, heun_sigmas(steps, sigma_min, sigma_max, rho))
 
@@ -156,24 +176,25 @@ def heun_solve(denoiser, noise: torch.Tensor, t) -> torch.Tensor:
     return x
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # The training objective: ConsistencyObjective's interface (step / observe / after_optimizer_step,
 # generator state in the state dict), so the same training module, EMA, checkpoints, resume and DDP
 # serve the diffusion baseline.
+
 
 @dataclass
 class EDMTerms:
     """One step's EDM loss: the batch mean `loss` of the per-sample weighted losses at noise levels `sigma`."""
 
-    loss: torch.Tensor          # ()
-    per_sample: torch.Tensor    # (B,), detached
-    sigma: torch.Tensor         # (B,)
+    loss: torch.Tensor  # ()
+    per_sample: torch.Tensor  # (B,), detached
+    sigma: torch.Tensor  # (B,)
 
 
 @dataclass
 class EDMStepOutput:
     terms: EDMTerms | None
-    error: str | None = None    # why the step is not finite (a NaN/Inf in data or loss)
+    error: str | None = None  # why the step is not finite (a NaN/Inf in data or loss)
 
     @property
     def finite(self) -> bool:
@@ -195,7 +216,7 @@ class EDMObjective(nn.Module):
             raise LctError(f"method.edm.p_std must be > 0, got {p_std}")
         self.levels, self.p_mean, self.p_std, self.seed = levels, float(p_mean), float(p_std), int(seed)
         self._gen: torch.Generator | None = None
-        self._pending_state: torch.Tensor | None = None      # restored once the device is known
+        self._pending_state: torch.Tensor | None = None  # restored once the device is known
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self._gen is None or self._gen.device != device:
@@ -205,9 +226,12 @@ class EDMObjective(nn.Module):
                 self._pending_state = None
         return self._gen
 
-    def step(self, student: nn.Module, x0: torch.Tensor, step: int, rank: int = 0, world: int = 1,
-             gather=None) -> EDMStepOutput:
-        """The EDM loss of this rank's batch x0 (b, C, H, W); `step` and `gather` are unused (no curriculum, no coupling)."""
+    def step(
+        self, student: nn.Module, x0: torch.Tensor, step: int, rank: int = 0, world: int = 1, gather=None
+    ) -> EDMStepOutput:
+        """The EDM loss of this rank's batch x0 (b, C, H, W).
+
+        `step` and `gather` are unused: EDM has no curriculum and no coupling."""
         b = x0.shape[0]
         sl = slice(rank * b, (rank + 1) * b)
         gen = self._generator(x0.device)
@@ -239,10 +263,11 @@ class EDMObjective(nn.Module):
         self._gen, self._pending_state = None, state["gen"]
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Diffusion -> consistency initialisation (Geng et al. 2025). Both parametrizations feed the backbone
 # c_in(sigma) x = x / sqrt(sigma^2 + sigma_d^2) and c_noise = 250 ln(sigma), so the backbone's weights
 # carry over unchanged; only c_skip and c_out differ, by the sigma_min offset of the boundary condition.
+
 
 def consistency_state_from_edm(state_dict: dict, prefix: str = "") -> dict:
     """The ConsistencyFunction state dict ("backbone.*") holding the backbone of the Denoiser saved under `prefix`.
@@ -250,15 +275,19 @@ def consistency_state_from_edm(state_dict: dict, prefix: str = "") -> dict:
     E.g. prefix "emas.0_9999." picks one EMA of a training checkpoint's state dict; the tensors are shared,
     not copied (load_state_dict copies them into the consistency function).
     """
-    picked = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    picked = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     if not picked:
         roots = sorted({k.split(".")[0] + "." for k in state_dict})
-        raise LctError(f"no EDM denoiser weights under prefix {prefix!r} (top-level prefixes: {roots}); "
-                       f"pass the prefix the denoiser was saved under")
+        raise LctError(
+            f"no EDM denoiser weights under prefix {prefix!r} (top-level prefixes: {roots}); "
+            f"pass the prefix the denoiser was saved under"
+        )
     stray = sorted(k for k in picked if not k.startswith("backbone."))
     if stray:
-        raise LctError(f"weights under {prefix!r} are not an EDM denoiser's (keys outside 'backbone.': "
-                       f"{stray[:3]}); pass the prefix of the denoiser itself")
+        raise LctError(
+            f"weights under {prefix!r} are not an EDM denoiser's (keys outside 'backbone.': "
+            f"{stray[:3]}); pass the prefix of the denoiser itself"
+        )
     return picked
 
 

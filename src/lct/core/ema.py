@@ -1,4 +1,5 @@
 """Exponential moving averages of parameters (evaluation EMA; an optional EMA target)."""
+
 from __future__ import annotations
 
 import torch

@@ -3,16 +3,17 @@
 The paper's adaptive c (slope -1.15, offset -0.85) is such a fit, made on one latent space; these
 functions redo it for another (`python -m lct.fit_c`, experiments/c_fit/README.md).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from lct.errors import LctError
 
-PAPER_SLOPE, PAPER_OFFSET = -1.15, -0.85    # the paper's adaptive c: ln c = -1.15 ln(N-1) - 0.85
+PAPER_SLOPE, PAPER_OFFSET = -1.15, -0.85  # the paper's adaptive c: ln c = -1.15 ln(N-1) - 0.85
 STAGE_REDUCTIONS = ("median", "mean")
 
 
@@ -38,8 +39,10 @@ def fit_power_law(n_scales: Sequence[float], spread: Sequence[float]) -> tuple[f
     if (n < 2).any():
         raise LctError(f"every N must be >= 2 (ln(N-1) is the regressor), got {n.tolist()}")
     if np.unique(n).size < 2:
-        raise LctError(f"the fit needs at least two curriculum stages (distinct N), got {np.unique(n).tolist()}; "
-                       "run longer or over more stages")
+        raise LctError(
+            f"the fit needs at least two curriculum stages (distinct N), got {np.unique(n).tolist()}; "
+            "run longer or over more stages"
+        )
     x, y = np.log(n - 1), np.log(s)
     slope, offset = np.polyfit(x, y, 1)
     ss_res = float(((y - (slope * x + offset)) ** 2).sum())
@@ -48,8 +51,9 @@ def fit_power_law(n_scales: Sequence[float], spread: Sequence[float]) -> tuple[f
     return float(slope), float(offset), r2
 
 
-def stage_spread(n_scales: Sequence[float], spread: Sequence[float], reduce: str = "median",
-                 skip: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stage_spread(
+    n_scales: Sequence[float], spread: Sequence[float], reduce: str = "median", skip: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(stages N, one spread per stage, points per stage) from a step-ordered series of (N, spread) logs.
 
     `skip` drops that fraction of each stage's first points (the residual right after N doubles still
@@ -71,7 +75,7 @@ def stage_spread(n_scales: Sequence[float], spread: Sequence[float], reduce: str
     values, counts = [], []
     for stage in stages:
         v = s[n == stage]
-        v = v[math.floor(skip * v.size):]
+        v = v[math.floor(skip * v.size) :]
         values.append(np.median(v) if reduce == "median" else v.mean())
         counts.append(v.size)
     return stages, np.asarray(values), np.asarray(counts)

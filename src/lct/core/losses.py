@@ -3,6 +3,7 @@
 Paper §4 (sLCT): L = mean_B[ lambda(sigma_i, sigma_{i+1}) rho_c(f_theta(x_i) - f_theta^-(x_{i+1})) ]
                    + w * mean_{i >= floor((1-r)N)} [ (1/sigma_i^2 + 1/sigma_d^2) mean_D (f_theta(x_i) - x0)^2 ].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.to(like).view(-1, *([1] * (like.ndim - 1)))
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # The pair: x_i = x0 + sigma_i n and x_{i+1} = x0 + sigma_{i+1} n with the SAME n (iCT §3.1).
+
 
 def td_pair(f, f_target, x0: torch.Tensor, noise: torch.Tensor, sigma_i: torch.Tensor, sigma_next: torch.Tensor):
     """(student, target): student with grad, target without, both passes under identical dropout masks.
@@ -43,8 +45,9 @@ def consistency_loss(student: torch.Tensor, target: torch.Tensor, weight: torch.
     return weight.to(student) * metric(student - target.detach(), c)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Diffusion loss on the low-noise tail (paper §4.3): reuse the student output, EDM weight 1/sigma^2 + 1/sigma_d^2.
+
 
 def diffusion_mask(indices: torch.Tensor, n_scales: int, ratio: float) -> torch.Tensor:
     """Samples whose grid index i >= floor((1 - r) N): the fraction r of the grid nearest the data."""
@@ -53,8 +56,14 @@ def diffusion_mask(indices: torch.Tensor, n_scales: int, ratio: float) -> torch.
     return indices >= int((1.0 - ratio) * n_scales)
 
 
-def diffusion_loss(student: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor,
-                   sigma_data: float = PAPER.sigma_data, denominator: float | None = None) -> torch.Tensor:
+def diffusion_loss(
+    student: torch.Tensor,
+    x0: torch.Tensor,
+    sigma: torch.Tensor,
+    mask: torch.Tensor,
+    sigma_data: float = PAPER.sigma_data,
+    denominator: float | None = None,
+) -> torch.Tensor:
     """Mean over the selected samples of (1/sigma^2 + 1/sigma_d^2) mean_D (student - x0)^2; 0 if none.
 
     `denominator` replaces the local count of selected samples (data-parallel training passes the global
@@ -72,6 +81,7 @@ class LowNoiseDiffusion:
 
     def __init__(self, weight: float = 5.0, ratio: float = 0.25):
         from lct.errors import LctError
+
         if weight < 0:
             raise LctError(f"method.diffusion.weight must be >= 0 (0 switches the term off), got {weight}")
         if not 0.0 <= ratio <= 1.0:
@@ -82,23 +92,37 @@ class LowNoiseDiffusion:
         return diffusion_mask(indices, n_scales, self.ratio)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 @dataclass
 class LossTerms:
     """The composite loss and what the loop logs about it (all detached except `loss`)."""
 
-    loss: torch.Tensor          # scalar: L_CT + w L_diff
-    consistency: torch.Tensor   # scalar L_CT
-    diffusion: torch.Tensor     # scalar L_diff (0 when off or empty)
-    weight: torch.Tensor        # (B,) lambda
-    residual: torch.Tensor      # (B, ...) d = student - target
+    loss: torch.Tensor  # scalar: L_CT + w L_diff
+    consistency: torch.Tensor  # scalar L_CT
+    diffusion: torch.Tensor  # scalar L_diff (0 when off or empty)
+    weight: torch.Tensor  # (B,) lambda
+    residual: torch.Tensor  # (B, ...) d = student - target
     diffusion_fraction: torch.Tensor  # share of the batch in the diffusion tail
 
 
-def lct_loss(f, f_target, x0, noise, *, sigma_i, sigma_next, indices, n_scales: int, metric, c,
-             diffusion: LowNoiseDiffusion, sigma_data: float = PAPER.sigma_data,
-             diffusion_denominator: float | None = None) -> LossTerms:
+def lct_loss(
+    f,
+    f_target,
+    x0,
+    noise,
+    *,
+    sigma_i,
+    sigma_next,
+    indices,
+    n_scales: int,
+    metric,
+    c,
+    diffusion: LowNoiseDiffusion,
+    sigma_data: float = PAPER.sigma_data,
+    diffusion_denominator: float | None = None,
+) -> LossTerms:
     """L = L_CT + w L_diff for one batch; `metric` a RobustMetric, `diffusion` the (w, r) part."""
     check_same_shape("x0", x0, "noise", noise)
     check_finite("x0", x0)
@@ -108,6 +132,11 @@ def lct_loss(f, f_target, x0, noise, *, sigma_i, sigma_next, indices, n_scales: 
     ct = consistency_loss(student, target, weight, metric, c).mean()
     mask = diffusion.mask(indices, n_scales) & (diffusion.weight > 0)
     diff = diffusion_loss(student, x0, sigma_i, mask, sigma_data, diffusion_denominator)
-    return LossTerms(loss=ct + diffusion.weight * diff, consistency=ct.detach(), diffusion=diff.detach(),
-                     weight=weight.detach(), residual=(student - target).detach(),
-                     diffusion_fraction=mask.float().mean())
+    return LossTerms(
+        loss=ct + diffusion.weight * diff,
+        consistency=ct.detach(),
+        diffusion=diff.detach(),
+        weight=weight.detach(),
+        residual=(student - target).detach(),
+        diffusion_fraction=mask.float().mean(),
+    )

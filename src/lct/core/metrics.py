@@ -4,13 +4,14 @@ Each metric is a small object (the `method.metric` part, protocol `RobustMetric`
 metric(d, c) -> (B,). The per-sample form acts on m = mean over the D elements of d^2; with
 `elementwise=True` rho acts on each d_j^2 and the result is averaged over D.
 """
+
 from __future__ import annotations
 
 import torch
 
 
 class _Metric:
-    positive_c = True           # c enters as a scale: must be > 0
+    positive_c = True  # c enters as a scale: must be > 0
 
     def __init__(self, elementwise: bool = False):
         self.elementwise = bool(elementwise)
@@ -25,7 +26,7 @@ class _Metric:
         c = torch.as_tensor(c, dtype=d.dtype, device=d.device)
         if self.positive_c and not bool((c > 0).all()):
             raise ValueError(f"c must be > 0 for metric {type(self).__name__}, got {c}")
-        sq = d.flatten(1).square()                                               # (B, D)
+        sq = d.flatten(1).square()  # (B, D)
         return self.rho(sq, c).mean(1) if self.elementwise else self.rho(sq.mean(1), c)
 
     def __repr__(self) -> str:
@@ -34,6 +35,7 @@ class _Metric:
 
 class L2(_Metric):
     """m."""
+
     positive_c = False
 
     @staticmethod

@@ -5,6 +5,7 @@ scaling, the training grid, sampling and evaluation through this object, and che
 The defaults below are the paper's (Karras et al. 2022 grid, sigma_data = 0.5 on normalized latents)
 and serve library calls made without a config.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ class NoiseLevels:
 
     def __post_init__(self):
         from lct.errors import LctError
+
         if not 0 < self.sigma_min < self.sigma_max or self.sigma_data <= 0 or self.rho <= 0:
             raise LctError(f"method.sigma needs 0 < min < max, data > 0 and rho > 0, got {self}")
         if not 0 <= self.mid_index < self.mid_grid:
@@ -40,6 +42,7 @@ class NoiseLevels:
     def grid_sigma(self, index: int, n: int) -> float:
         """sigma at `index` of the n-point grid."""
         from lct.errors import LctError
+
         if not 0 <= index < n:
             raise LctError(f"sigma_mid index must be in [0, {n}), got {index}")
         return float(self.karras(n)[index])
@@ -51,30 +54,42 @@ class NoiseLevels:
         if nfe == 2:
             return [self.sigma_max, float(self.sigma_mid if sigma_mid is None else sigma_mid)]
         from lct.errors import LctError
+
         raise LctError(f"nfe must be 1 or 2 (give an explicit sigma list for more), got {nfe}")
 
     @classmethod
-    def from_config(cls, sigma) -> "NoiseLevels":
+    def from_config(cls, sigma) -> NoiseLevels:
         """From the run's `method.sigma` {min, max, rho, data, mid_index, mid_grid, mid}."""
         s = dict(sigma)
-        return cls(sigma_min=float(s["min"]), sigma_max=float(s["max"]), rho=float(s["rho"]),
-                   sigma_data=float(s["data"]), mid_index=int(s.get("mid_index", cls.mid_index)),
-                   mid_grid=int(s.get("mid_grid", cls.mid_grid)),
-                   sigma_mid=None if s.get("mid") is None else float(s["mid"]))
+        return cls(
+            sigma_min=float(s["min"]),
+            sigma_max=float(s["max"]),
+            rho=float(s["rho"]),
+            sigma_data=float(s["data"]),
+            mid_index=int(s.get("mid_index", cls.mid_index)),
+            mid_grid=int(s.get("mid_grid", cls.mid_grid)),
+            sigma_mid=None if s.get("mid") is None else float(s["mid"]),
+        )
 
     def state_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "NoiseLevels":
+    def from_state_dict(cls, state: dict) -> NoiseLevels:
         return cls(**state)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Karras et al. 2022 eq. 5: sigma_i, i = 0..N-1, descending (sigma_0 = sigma_max).
 
-def karras_sigmas(n: int, sigma_min: float = NoiseLevels.sigma_min, sigma_max: float = NoiseLevels.sigma_max,
-                  rho: float = NoiseLevels.rho, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+
+def karras_sigmas(
+    n: int,
+    sigma_min: float = NoiseLevels.sigma_min,
+    sigma_max: float = NoiseLevels.sigma_max,
+    rho: float = NoiseLevels.rho,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     """The N-point Karras grid from sigma_max down to sigma_min."""
     n = int(n)
     if n < 2:

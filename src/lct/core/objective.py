@@ -9,10 +9,11 @@ Data parallel: every rank draws the *global* batch's indices and noise from iden
 generators and keeps its own slice, so a W-process step equals the single-process step on the same
 global batch; a global OT coupling gathers x0 through the `gather` callable.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ class StepOutput:
     terms: LossTerms | None
     n_scales: int
     c: float
-    error: str | None = None      # why the step is not finite (a NaN/Inf in data, noise or loss)
+    error: str | None = None  # why the step is not finite (a NaN/Inf in data, noise or loss)
 
     @property
     def finite(self) -> bool:
@@ -43,16 +44,27 @@ class ConsistencyObjective(nn.Module):
 
     kind = "consistency"
 
-    def __init__(self, levels: NoiseLevels, metric, c, coupling, noise, teacher: nn.Module,
-                 diffusion: LowNoiseDiffusion, curriculum, total_steps: int, seed: int = 0):
+    def __init__(
+        self,
+        levels: NoiseLevels,
+        metric,
+        c,
+        coupling,
+        noise,
+        teacher: nn.Module,
+        diffusion: LowNoiseDiffusion,
+        curriculum,
+        total_steps: int,
+        seed: int = 0,
+    ):
         super().__init__()
         self.levels, self.metric, self.c, self.coupling, self.sampler = levels, metric, c, coupling, noise
         self.teacher, self.diffusion, self.curriculum = teacher, diffusion, curriculum
         self.total_steps, self.seed = int(total_steps), int(seed)
         self._grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.gen_idx = torch.Generator().manual_seed(self.seed)      # same on every rank: global draws
+        self.gen_idx = torch.Generator().manual_seed(self.seed)  # same on every rank: global draws
         self._gen_noise: torch.Generator | None = None
-        self._pending_noise_state: torch.Tensor | None = None        # restored once the device is known
+        self._pending_noise_state: torch.Tensor | None = None  # restored once the device is known
 
     def grid(self, n_scales: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigmas float64 CPU, index probabilities) of the N-point grid."""
@@ -72,25 +84,42 @@ class ConsistencyObjective(nn.Module):
                 self._pending_noise_state = None
         return self._gen_noise
 
-    def step(self, student: nn.Module, x0: torch.Tensor, step: int, rank: int = 0, world: int = 1,
-             gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepOutput:
+    def step(
+        self,
+        student: nn.Module,
+        x0: torch.Tensor,
+        step: int,
+        rank: int = 0,
+        world: int = 1,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> StepOutput:
         """The loss terms of global step `step` for this rank's batch x0 (b, C, H, W)."""
         n = self.n_scales(step)
         sigmas, probs = self.grid(n)
         b = x0.shape[0]
         sl = slice(rank * b, (rank + 1) * b)
         idx_g = sample_indices(probs, b * world, self.gen_idx)
-        noise_g = torch.randn((b * world, *x0.shape[1:]), generator=self._noise_generator(x0.device),
-                              device=x0.device)
+        noise_g = torch.randn((b * world, *x0.shape[1:]), generator=self._noise_generator(x0.device), device=x0.device)
         tail = self.diffusion.mask(idx_g, n).sum().item() / world
         c = self.c(n, step)
         idx = idx_g[sl]
         try:
             noise = self.coupling(x0, noise_g, sl, self.gen_idx, gather if world > 1 else None)
-            terms = lct_loss(student, self.teacher.target(student), x0, noise, sigma_i=sigmas[idx].to(x0),
-                             sigma_next=sigmas[idx + 1].to(x0), indices=idx.to(x0.device), n_scales=n,
-                             metric=self.metric, c=c, diffusion=self.diffusion,
-                             sigma_data=self.levels.sigma_data, diffusion_denominator=tail)
+            terms = lct_loss(
+                student,
+                self.teacher.target(student),
+                x0,
+                noise,
+                sigma_i=sigmas[idx].to(x0),
+                sigma_next=sigmas[idx + 1].to(x0),
+                indices=idx.to(x0.device),
+                n_scales=n,
+                metric=self.metric,
+                c=c,
+                diffusion=self.diffusion,
+                sigma_data=self.levels.sigma_data,
+                diffusion_denominator=tail,
+            )
         except NonFiniteError as err:
             return StepOutput(None, n, c, str(err))
         if not bool(torch.isfinite(terms.loss)):
@@ -108,10 +137,15 @@ class ConsistencyObjective(nn.Module):
         """Rows logged every log_every steps beside train/loss: the terms, N, c and the TD residual's shape."""
         terms, stats = out.terms, residual_stats(out.terms.residual)
         return {
-            "train/consistency": terms.consistency, "train/diffusion": terms.diffusion,
-            "train/diffusion_fraction": terms.diffusion_fraction, "train/N": float(out.n_scales),
-            "train/c": float(out.c), "train/lambda_mean": terms.weight.mean(), "train/td_std": stats["std"],
-            "train/td_kurtosis": stats["kurtosis"], "train/td_outer_fence": stats["outer_fence_frac"],
+            "train/consistency": terms.consistency,
+            "train/diffusion": terms.diffusion,
+            "train/diffusion_fraction": terms.diffusion_fraction,
+            "train/N": float(out.n_scales),
+            "train/c": float(out.c),
+            "train/lambda_mean": terms.weight.mean(),
+            "train/td_std": stats["std"],
+            "train/td_kurtosis": stats["kurtosis"],
+            "train/td_outer_fence": stats["outer_fence_frac"],
         }
 
     # State beyond parameters (generators, the c schedule) rides in the module's state_dict.

@@ -3,6 +3,7 @@
 f_theta(x, sigma) = c_skip(sigma) x + c_out(sigma) F_theta(c_in(sigma) x, c_noise(sigma)),
 with c_skip(sigma_min) = 1 and c_out(sigma_min) = 0 so that f(x, sigma_min) = x exactly.
 """
+
 from __future__ import annotations
 
 import torch
@@ -11,9 +12,9 @@ from torch import nn
 from ._checks import check_sigma_range
 from .noise_levels import PAPER, NoiseLevels
 
-
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Scalings (unchecked: the hot path's sigma comes from a validated grid).
+
 
 def _scalings(sigma: torch.Tensor, sigma_data: float, sigma_min: float):
     c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
@@ -25,8 +26,11 @@ def _scalings(sigma: torch.Tensor, sigma_data: float, sigma_min: float):
 def boundary_scalings(sigma, noise: NoiseLevels = PAPER):
     """(c_skip, c_out, c_in) at noise level sigma; ValueError outside [sigma_min, sigma_max]."""
     check_sigma_range("sigma", sigma, noise.sigma_min, noise.sigma_max)
-    return _scalings(torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None),
-                     noise.sigma_data, noise.sigma_min)
+    return _scalings(
+        torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None),
+        noise.sigma_data,
+        noise.sigma_min,
+    )
 
 
 def c_noise(sigma) -> torch.Tensor:
@@ -37,7 +41,8 @@ def c_noise(sigma) -> torch.Tensor:
     return 250.0 * torch.log(s)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 class ConsistencyFunction(nn.Module):
     """f_theta = preconditioning around a backbone F_theta(x_in (B,C,H,W), c_noise (B,)) -> (B,C,H,W)."""
@@ -52,8 +57,8 @@ class ConsistencyFunction(nn.Module):
         if not torch.is_tensor(sigma) or sigma.device.type == "cpu":
             check_sigma_range("sigma", sigma, self.noise.sigma_min, self.noise.sigma_max)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma           # (B,)
+        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma  # (B,)
         scalings = _scalings(sigma, self.noise.sigma_data, self.noise.sigma_min)
         c_skip, c_out, c_in = (c.view(-1, 1, 1, 1) for c in scalings)
-        F = self.backbone(c_in * x, 250.0 * torch.log(sigma))                        # (B,C,H,W)
+        F = self.backbone(c_in * x, 250.0 * torch.log(sigma))  # (B,C,H,W)
         return c_skip * x + c_out * F

@@ -2,9 +2,11 @@
 its `_target_` (conf/<group>/*.yaml); a new metric, c schedule, coupling or sampler is one class that
 follows its protocol plus one YAML.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -29,15 +31,20 @@ class CSchedule(Protocol):
     def state_dict(self) -> dict:
         """Any state, as tensors and Python scalars (stored in checkpoints, loaded with weights_only)."""
 
-    def load_state_dict(self, state: dict) -> None:
-        ...
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class Coupling(Protocol):
     """`method.coupling`: pairs this rank's data with noise rows of the global batch."""
 
-    def __call__(self, x0: torch.Tensor, noise_g: torch.Tensor, sl: slice, generator: torch.Generator | None,
-                 gather: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+    def __call__(
+        self,
+        x0: torch.Tensor,
+        noise_g: torch.Tensor,
+        sl: slice,
+        generator: torch.Generator | None,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> torch.Tensor:
         """x0 (b, ...) this rank's data, noise_g (b*W, ...) the global unit noise, sl this rank's rows,
         gather(x0) -> the global x0 (None in a single process). Returns this rank's (b, ...) noise."""
 
@@ -65,5 +72,4 @@ class Teacher(Protocol):
 class Curriculum(Protocol):
     """`method.curriculum`: the number of grid points N(k)."""
 
-    def __call__(self, step: int, total_steps: int) -> int:
-        ...
+    def __call__(self, step: int, total_steps: int) -> int: ...

@@ -1,4 +1,5 @@
 """Consistency samplers (Song et al. 2023, Alg. 1): one step, two steps, any list of sigmas."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,9 @@ from .noise_levels import PAPER, NoiseLevels
 
 
 @torch.no_grad()
-def multistep_sample(f, noise: torch.Tensor, sigmas, sigma_min: float = PAPER.sigma_min,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def multistep_sample(
+    f, noise: torch.Tensor, sigmas, sigma_min: float = PAPER.sigma_min, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """x0 after len(sigmas) evaluations: x0 = f(sigma_0 n); x0 = f(x0 + sqrt(s^2 - sigma_min^2) z, s)."""
     sigmas = [float(s) for s in sigmas]
     if not sigmas or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
@@ -23,8 +25,12 @@ def multistep_sample(f, noise: torch.Tensor, sigmas, sigma_min: float = PAPER.si
     x0 = f(sigmas[0] * noise, sigmas[0])
     for s in sigmas[1:]:
         # Draw on the generator's device (a CPU generator makes samples identical across devices).
-        z = torch.randn(noise.shape, generator=generator, dtype=noise.dtype,
-                        device=generator.device if generator is not None else noise.device).to(noise.device)
+        z = torch.randn(
+            noise.shape,
+            generator=generator,
+            dtype=noise.dtype,
+            device=generator.device if generator is not None else noise.device,
+        ).to(noise.device)
         x0 = f(x0 + math.sqrt(s**2 - sigma_min**2) * z, s)
     return x0
 
@@ -34,14 +40,19 @@ def onestep_sample(f, noise: torch.Tensor, sigma_max: float = PAPER.sigma_max) -
     return multistep_sample(f, noise, [sigma_max])
 
 
-def twostep_sample(f, noise: torch.Tensor, sigma_mid: float, sigma_max: float = PAPER.sigma_max,
-                   sigma_min: float = PAPER.sigma_min, generator: torch.Generator | None = None) -> torch.Tensor:
+def twostep_sample(
+    f,
+    noise: torch.Tensor,
+    sigma_mid: float,
+    sigma_max: float = PAPER.sigma_max,
+    sigma_min: float = PAPER.sigma_min,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """2 NFE with the intermediate level sigma_mid (NoiseLevels.sigma_mid: the paper's grid index 430 of 641)."""
     return multistep_sample(f, noise, [sigma_max, sigma_mid], sigma_min, generator)
 
 
-
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # One entry point per model kind: a consistency model samples on a sigma list (1 or 2 NFE), the EDM
 # denoiser with Heun's sampler on a time grid ending at 0 (any odd NFE).
 
@@ -59,8 +70,9 @@ def nfe_sigmas(kind: str, levels: NoiseLevels, nfe: int, sigma_mid: float | None
     return levels.nfe_sigmas(nfe, sigma_mid)
 
 
-def sample(kind: str, model, noise: torch.Tensor, sigmas, levels: NoiseLevels,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    kind: str, model, noise: torch.Tensor, sigmas, levels: NoiseLevels, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """x0 from unit noise: multistep_sample for a consistency function, heun_solve for an EDM denoiser."""
     if kind == "diffusion":
         return heun_solve(model, noise, sigmas)

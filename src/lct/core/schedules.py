@@ -5,6 +5,7 @@ The Karras grid itself lives with the noise levels (noise_levels.karras_sigmas).
 Every schedule is a pure function of its arguments (the global step, never mutable state) so a resumed
 run lands on exactly the same N, sigma grid and c.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,9 @@ from ._checks import check_finite
 P_MEAN, P_STD = -1.1, 2.0
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # iCT eq. 8: exponential doubling curriculum N(k) = min(s0 * 2^floor(k/K'), s1) + 1.
+
 
 def num_scales(step: int, total_steps: int, s0: int = 10, s1: int = 640) -> int:
     """Number of grid points N at global step `step` of `total_steps`."""
@@ -31,8 +33,9 @@ def num_scales(step: int, total_steps: int, s0: int = 10, s1: int = 640) -> int:
     return int(min(s0 * 2 ** (step // k_prime), s1)) + 1
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # iCT eq. 10: discretized lognormal p(i) over the N-1 intervals [sigma_{i+1}, sigma_i].
+
 
 def lognormal_index_probs(sigmas: torch.Tensor, p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
     """Probabilities p(i), i = 0..N-2, of drawing the pair (sigma_i, sigma_{i+1})."""
@@ -56,8 +59,9 @@ def sample_indices(probs: torch.Tensor, batch_size: int, generator: torch.Genera
     return torch.multinomial(probs.float(), batch_size, replacement=True, generator=generator)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # iCT weighting lambda(sigma_i, sigma_{i+1}) = 1 / (sigma_i - sigma_{i+1}).
+
 
 def ict_weight(sigma_i: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
     """Per-sample loss weight lambda = 1/(sigma_i - sigma_{i+1}); requires sigma_i > sigma_{i+1}."""
@@ -67,8 +71,9 @@ def ict_weight(sigma_i: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
     return 1.0 / gap
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Index samplers (the `method.noise` part): p(i) over the N-1 grid intervals.
+
 
 class LogNormalIndices:
     """iCT's discretized lognormal p(i) (eq. 10)."""
@@ -93,6 +98,7 @@ class Curriculum:
     def __init__(self, s0: int = 10, s1: int = 640):
         if not 1 <= int(s0) <= int(s1):
             from lct.errors import LctError
+
             raise LctError(f"method.curriculum needs 1 <= s0 <= s1, got s0={s0}, s1={s1}")
         self.s0, self.s1 = int(s0), int(s1)
 

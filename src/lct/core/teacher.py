@@ -1,4 +1,5 @@
 """The target network f_theta^- of the TD pair (the `method.teacher` part, protocol `Teacher`)."""
+
 from __future__ import annotations
 
 import copy
@@ -28,6 +29,7 @@ class EMATeacher(nn.Module):
         super().__init__()
         if not 0.0 <= decay < 1.0:
             from lct.errors import LctError
+
             raise LctError(f"method.teacher.decay must be in [0, 1), got {decay}")
         self.decay = float(decay)
         self.net: nn.Module | None = None

@@ -1,4 +1,5 @@
 """Loading a checkpoint for sampling (via lct.checkpoint) and checking it fits the latents it will decode."""
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,7 @@ def load_bundle(path: str, ema: bool = True, device: str | torch.device = "cpu")
     """Bundle(model, codec, cfg, latent_shape) from lct.checkpoint.load_for_sampling, moved to `device` and checked."""
     try:
         from lct.checkpoint import load_for_sampling
-    except ImportError as err:    # the training side is not installed in this checkout
+    except ImportError as err:  # the training side is not installed in this checkout
         raise RuntimeError(f"cannot load checkpoints: lct.checkpoint is unavailable ({err})") from err
     bundle = load_for_sampling(path, ema=ema, map_location="cpu")
     bundle.model.to(device).eval()
@@ -42,13 +43,17 @@ def check_latent_shape(model, latent_shape, codec=None, device: str | torch.devi
     latent_shape = tuple(int(s) for s in latent_shape)
     decoded = codec_latent_shape(codec) if codec is not None else None
     if decoded is not None and decoded != latent_shape:
-        raise CheckpointMismatch(f"latent shape mismatch: the checkpoint's model makes latents {latent_shape} "
-                                 f"but the codec/data decodes latents {decoded}")
+        raise CheckpointMismatch(
+            f"latent shape mismatch: the checkpoint's model makes latents {latent_shape} "
+            f"but the codec/data decodes latents {decoded}"
+        )
     probe = torch.zeros((1, *latent_shape), device=device)
     try:
         out = model(probe, getattr(model, "noise", PAPER).sigma_max)
     except (RuntimeError, ValueError) as err:
-        raise CheckpointMismatch(f"the checkpoint's model ({type(getattr(model, 'backbone', model)).__name__}) "
-                                 f"rejects latents of shape {latent_shape}: {err}") from err
+        raise CheckpointMismatch(
+            f"the checkpoint's model ({type(getattr(model, 'backbone', model)).__name__}) "
+            f"rejects latents of shape {latent_shape}: {err}"
+        ) from err
     if tuple(out.shape[1:]) != latent_shape:
         raise CheckpointMismatch(f"the checkpoint's model maps latents {latent_shape} to {tuple(out.shape[1:])}")

@@ -6,6 +6,7 @@ A fixed-seed sample set is generated with `pl_module.generate(noise, sigmas, ema
 (computed once on rank 0, cached under the run's `eval/` folder or `reference_path`). Every DDP rank
 generates and scores its own slice of the seeds: torchmetrics gathers on compute, which all ranks call.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,9 +34,16 @@ class SampleGridCallback(L.Callback):
     nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
     evaluations for an EDM run); an NFE the run's sampler cannot do stops the run at fit start."""
 
-    def __init__(self, every_n_steps: int = 500, grid_size: int = 64, sigma_mid: float | None = None,
-                 sigma_mid_index: int | None = None, seed: int = 0, nfe: tuple[int, ...] | None = None,
-                 at_train_end: bool = True):
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        grid_size: int = 64,
+        sigma_mid: float | None = None,
+        sigma_mid_index: int | None = None,
+        seed: int = 0,
+        nfe: tuple[int, ...] | None = None,
+        at_train_end: bool = True,
+    ):
         super().__init__()
         if every_n_steps < 1:
             raise ValueError(f"need every_n_steps >= 1, got {every_n_steps}")
@@ -94,9 +102,19 @@ class SampleGridCallback(L.Callback):
         shape = self._latent_shape(trainer, pl_module)
         sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
         seeds = list(range(self.seed, self.seed + self.grid_size))
-        grids = [image_grid(torch.cat([img.cpu() for _, _, img in generate(
-            sample_fn, seeds, shape, self.sigmas(n), 256, codec.decode, pl_module.device)]))
-            for n in self.nfe]
+        grids = [
+            image_grid(
+                torch.cat(
+                    [
+                        img.cpu()
+                        for _, _, img in generate(
+                            sample_fn, seeds, shape, self.sigmas(n), 256, codec.decode, pl_module.device
+                        )
+                    ]
+                )
+            )
+            for n in self.nfe
+        ]
         self._save_grid(trainer, side_by_side(grids))
 
     def _run_dir(self, trainer: L.Trainer) -> Path:
@@ -111,6 +129,7 @@ class SampleGridCallback(L.Callback):
         shape = getattr(pl_module, "latent_shape", None) or getattr(trainer.datamodule, "latent_shape", None)
         if shape is None:
             from .reference import batch_tensor
+
             shape = batch_tensor(next(iter(trainer.datamodule.train_dataloader()))).shape[1:]
         return tuple(int(s) for s in shape)
 
@@ -119,11 +138,11 @@ class SampleGridCallback(L.Callback):
         caption = f"{'|'.join(map(str, self.nfe))} NFE, sigma_mid={self.sigma_mid:.4f}, step {trainer.global_step}"
         for logger in trainer.loggers:
             try:
-                if hasattr(logger, "log_image"):                          # wandb
+                if hasattr(logger, "log_image"):  # wandb
                     logger.log_image("val/samples", [grid], step=trainer.global_step, caption=[caption])
-                elif hasattr(getattr(logger, "experiment", None), "add_image"):    # tensorboard
+                elif hasattr(getattr(logger, "experiment", None), "add_image"):  # tensorboard
                     logger.experiment.add_image("val/samples", grid, trainer.global_step, dataformats="HWC")
-            except Exception as err:    # a logger's image API must never kill the training run
+            except Exception as err:  # a logger's image API must never kill the training run
                 log.warning("could not log the sample grid to %s: %s", type(logger).__name__, err)
         log.info("sample grid saved to %s", path)
 
@@ -131,12 +150,25 @@ class SampleGridCallback(L.Callback):
 class SampleEvalCallback(SampleGridCallback):
     """Sample, score and log `val/{fid,kid,precision,recall}_{n}nfe` plus a 1|2-NFE sample grid PNG."""
 
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 500, batch_size: int = 50,
-                 sigma_mid: float | None = None, sigma_mid_index: int | None = None, seed: int = 0,
-                 nfe: tuple[int, ...] | None = None, num_reference: int = 1000, reference_path: str | None = None,
-                 on_stale: str = "recompute", grid_size: int = 36, kid_subset_size: int = 1000,
-                 inception_path: str | None = None, resize_mode: str = "tf1_bilinear",
-                 at_train_end: bool = True, extractor: nn.Module | None = None):
+    def __init__(
+        self,
+        every_n_steps: int = 1000,
+        num_samples: int = 500,
+        batch_size: int = 50,
+        sigma_mid: float | None = None,
+        sigma_mid_index: int | None = None,
+        seed: int = 0,
+        nfe: tuple[int, ...] | None = None,
+        num_reference: int = 1000,
+        reference_path: str | None = None,
+        on_stale: str = "recompute",
+        grid_size: int = 36,
+        kid_subset_size: int = 1000,
+        inception_path: str | None = None,
+        resize_mode: str = "tf1_bilinear",
+        at_train_end: bool = True,
+        extractor: nn.Module | None = None,
+    ):
         super().__init__(every_n_steps, grid_size, sigma_mid, sigma_mid_index, seed, nfe, at_train_end)
         if num_samples < 2:
             raise ValueError(f"need num_samples >= 2, got {num_samples}")
@@ -156,9 +188,13 @@ class SampleEvalCallback(SampleGridCallback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._use_run(pl_module)
-        self.metrics = GenerativeMetrics(self._extractor, kid_subset_size=self.kid_subset_size, seed=self.seed,
-                                         inception_path=self.inception_path,
-                                         resize_mode=self.resize_mode).to(pl_module.device)
+        self.metrics = GenerativeMetrics(
+            self._extractor,
+            kid_subset_size=self.kid_subset_size,
+            seed=self.seed,
+            inception_path=self.inception_path,
+            resize_mode=self.resize_mode,
+        ).to(pl_module.device)
         self._dir, codec = None, self._codec(trainer)
         run_dir = self._run_dir(trainer)
         if hasattr(codec, "to"):
@@ -203,7 +239,9 @@ class SampleEvalCallback(SampleGridCallback):
             sigmas = self.sigmas(nfe)
             self.metrics.reset_fake()
             shown = []
-            for _, _, images in generate(sample_fn, seeds, shape, sigmas, self.batch_size, codec.decode, pl_module.device):
+            for _, _, images in generate(
+                sample_fn, seeds, shape, sigmas, self.batch_size, codec.decode, pl_module.device
+            ):
                 self.metrics.update(images)
                 shown.append(images[: self.grid_size - sum(len(s) for s in shown)].cpu())
             scores = self.metrics.compute()

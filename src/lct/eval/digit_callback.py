@@ -5,6 +5,7 @@ Seconds per pass on a CPU, so FID-vs-step curves come with every run; Inception 
 lct.evaluate) stays the reported standard. Rank 0 samples and scores; the numbers are broadcast so every
 rank's callback_metrics agree.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,24 +13,33 @@ import logging
 import lightning as L
 import torch
 
+from lct.core.noise_levels import PAPER, NoiseLevels
+from lct.core.sampling import DEFAULT_NFE, nfe_sigmas
 from lct.errors import LctError
 
 from .digits import DigitScorer
-from lct.core.noise_levels import PAPER, NoiseLevels
-from lct.core.sampling import DEFAULT_NFE, nfe_sigmas
-
 from .sampling import generate
 
 log = logging.getLogger(__name__)
 
 
-def sample_images(pl_module: L.LightningModule, decode, seeds: list[int], latent_shape, nfe: int,
-                  sigma_mid: float, batch_size: int, noise: NoiseLevels = PAPER, kind: str = "consistency"):
+def sample_images(
+    pl_module: L.LightningModule,
+    decode,
+    seeds: list[int],
+    latent_shape,
+    nfe: int,
+    sigma_mid: float,
+    batch_size: int,
+    noise: NoiseLevels = PAPER,
+    kind: str = "consistency",
+):
     """Decoded EMA samples at `nfe` NFE (consistency 1: [sigma_max], 2: [sigma_max, sigma_mid]; diffusion: Heun
     with 2 steps - 1 = nfe), one batch at a time."""
     sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
-    for _, _, images in generate(sample_fn, seeds, latent_shape, nfe_sigmas(kind, noise, nfe, sigma_mid), batch_size,
-                                 decode, pl_module.device):
+    for _, _, images in generate(
+        sample_fn, seeds, latent_shape, nfe_sigmas(kind, noise, nfe, sigma_mid), batch_size, decode, pl_module.device
+    ):
         yield images
 
 
@@ -39,13 +49,24 @@ class DigitMetricCallback(L.Callback):
     nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
     evaluations for an EDM run); the keys name the NFE actually spent."""
 
-    def __init__(self, every_n_steps: int = 500, num_samples: int = 256, batch_size: int = 256,
-                 nfe: tuple[int, ...] | None = None, sigma_mid: float | None = None, sigma_mid_index: int | None = None,
-                 seed: int = 0, classifier_path: str | None = None, at_train_end: bool = True):
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        num_samples: int = 256,
+        batch_size: int = 256,
+        nfe: tuple[int, ...] | None = None,
+        sigma_mid: float | None = None,
+        sigma_mid_index: int | None = None,
+        seed: int = 0,
+        classifier_path: str | None = None,
+        at_train_end: bool = True,
+    ):
         super().__init__()
         if every_n_steps < 1 or num_samples < 2:
-            raise LctError(f"callbacks.digits needs every_n_steps >= 1 and num_samples >= 2, got {every_n_steps} "
-                           f"and {num_samples}; fix them in conf/callbacks/default.yaml or on the command line")
+            raise LctError(
+                f"callbacks.digits needs every_n_steps >= 1 and num_samples >= 2, got {every_n_steps} "
+                f"and {num_samples}; fix them in conf/callbacks/default.yaml or on the command line"
+            )
         self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
         self._nfe = None if nfe is None else tuple(int(n) for n in nfe)
         self.seed, self.at_train_end = int(seed), bool(at_train_end)
@@ -68,13 +89,15 @@ class DigitMetricCallback(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER), getattr(pl_module, "kind", "consistency"))
-        for n in self.nfe:      # an NFE the run's sampler cannot do fails now, not at the first pass
+        for n in self.nfe:  # an NFE the run's sampler cannot do fails now, not at the first pass
             nfe_sigmas(self.kind, self.noise, n, self.sigma_mid)
         builtin = getattr(trainer.datamodule, "builtin", None)
         self._active = builtin == "mnist"
         if not self._active:
-            log.info("digit metrics off: they read the built-in MNIST's images (data=mnist), this run's data is %s",
-                     builtin or type(trainer.datamodule).__name__)
+            log.info(
+                "digit metrics off: they read the built-in MNIST's images (data=mnist), this run's data is %s",
+                builtin or type(trainer.datamodule).__name__,
+            )
             return
         self.scorer = DigitScorer(self.classifier_path, pl_module.device) if trainer.is_global_zero else None
 
@@ -95,8 +118,19 @@ class DigitMetricCallback(L.Callback):
         seeds = list(range(self.seed, self.seed + self.num_samples))
         results = {}
         for nfe in self.nfe:
-            scores = self.scorer.score(sample_images(pl_module, codec.decode, seeds, codec.latent_shape, nfe,
-                                                     self.sigma_mid, self.batch_size, self.noise, self.kind))
+            scores = self.scorer.score(
+                sample_images(
+                    pl_module,
+                    codec.decode,
+                    seeds,
+                    codec.latent_shape,
+                    nfe,
+                    self.sigma_mid,
+                    self.batch_size,
+                    self.noise,
+                    self.kind,
+                )
+            )
             for key in ("fid", "legible", "coverage"):
                 results[f"digits/{key}_{nfe}nfe"] = scores[key]
         return results

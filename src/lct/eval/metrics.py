@@ -4,6 +4,7 @@ Features are extracted once per image; because the extractors pass (B, 2048) fea
 unchanged, the same tensor is fed to each metric's own `update()`. The real side is seeded from cached
 reference statistics (see reference.py) instead of being re-extracted.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -16,7 +17,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from .inception import NUM_FEATURES, build_extractor
 from .precision_recall import DEFAULT_K, PrecisionRecall
 
-KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000    # torchmetrics' and the KID paper's defaults
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # torchmetrics' and the KID paper's defaults
 
 
 def _dist_info() -> tuple[int, int]:
@@ -41,17 +42,25 @@ class GenerativeMetrics(nn.Module):
     (torchmetrics synchronises the states there; computing on rank 0 alone hangs).
     """
 
-    def __init__(self, extractor: nn.Module | None = None, kid_subsets: int = KID_SUBSETS,
-                 kid_subset_size: int = KID_SUBSET_SIZE, k: int = DEFAULT_K, seed: int = 0,
-                 inception_path: str | None = None, resize_mode: str = "tf1_bilinear"):
+    def __init__(
+        self,
+        extractor: nn.Module | None = None,
+        kid_subsets: int = KID_SUBSETS,
+        kid_subset_size: int = KID_SUBSET_SIZE,
+        k: int = DEFAULT_K,
+        seed: int = 0,
+        inception_path: str | None = None,
+        resize_mode: str = "tf1_bilinear",
+    ):
         super().__init__()
         self.extractor = extractor if extractor is not None else build_extractor(inception_path, resize_mode)
         # sync_on_compute stays on: states are gathered/summed over ranks inside compute().
         self.fid = FrechetInceptionDistance(feature=self.extractor, reset_real_features=False)
-        with warnings.catch_warnings():    # "KID saves all features": yes, bounded by the sample count
+        with warnings.catch_warnings():  # "KID saves all features": yes, bounded by the sample count
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-            self.kid = KernelInceptionDistance(feature=self.extractor, subsets=kid_subsets,
-                                               subset_size=kid_subset_size, reset_real_features=False)
+            self.kid = KernelInceptionDistance(
+                feature=self.extractor, subsets=kid_subsets, subset_size=kid_subset_size, reset_real_features=False
+            )
         self.pr = PrecisionRecall(k=k)
         self.kid_subset_size, self.seed = int(kid_subset_size), int(seed)
 
@@ -98,7 +107,7 @@ class GenerativeMetrics(nn.Module):
         self.fid.reset()
         self.kid.reset()
         self.pr.fake_features = []
-        self.pr._computed = None    # PrecisionRecall keeps the real list; only its cached result goes
+        self.pr._computed = None  # PrecisionRecall keeps the real list; only its cached result goes
 
     def compute(self) -> dict[str, float]:
         """All metrics as floats, plus the sample counts and the extractor/resize they were computed with."""
@@ -107,17 +116,25 @@ class GenerativeMetrics(nn.Module):
         n_real = _global_sum(self.fid.real_features_num_samples, dev)
         dims = int(getattr(self.extractor, "num_features", NUM_FEATURES))
         if n_fake < dims:
-            warnings.warn(f"FID from {n_fake} generated samples (< {dims} feature dimensions): the "
-                          "covariance is rank-deficient and the estimate is biased upward; compare only runs "
-                          "with the same sample count", stacklevel=2)
+            warnings.warn(
+                f"FID from {n_fake} generated samples (< {dims} feature dimensions): the "
+                "covariance is rank-deficient and the estimate is biased upward; compare only runs "
+                "with the same sample count",
+                stacklevel=2,
+            )
         out = {"fid": float(self.fid.compute())}
         n_kid_real = _global_sum(sum(f.shape[0] for f in self.kid.real_features), dev)
         self.kid.subset_size = max(2, min(self.kid_subset_size, n_fake, n_kid_real))
-        with torch.random.fork_rng(devices=[]):    # KID draws random subsets: fixed seed, same on all ranks
+        with torch.random.fork_rng(devices=[]):  # KID draws random subsets: fixed seed, same on all ranks
             torch.manual_seed(self.seed)
             kid_mean, kid_std = self.kid.compute()
         out.update(kid=float(kid_mean), kid_std=float(kid_std))
         out.update({k: float(v) for k, v in self.pr.compute().items()})
-        out.update(num_fake=n_fake, num_real=n_real, kid_subset_size=self.kid.subset_size,
-                   extractor=self.extractor_id, resize=self.extractor.resize_mode)
+        out.update(
+            num_fake=n_fake,
+            num_real=n_real,
+            kid_subset_size=self.kid.subset_size,
+            extractor=self.extractor_id,
+            resize=self.extractor.resize_mode,
+        )
         return out

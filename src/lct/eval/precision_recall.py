@@ -6,6 +6,7 @@ generated points inside the real manifold; recall = share of real points inside 
 The authors of sLCT computed these on StyleGAN's VGG16 features; we use the FID Inception features,
 so compare recall across our runs, not digit-for-digit with the paper's table.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,7 @@ def coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, ch
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = DEFAULT_K) -> tuple[torch.Tensor, torch.Tensor]:
     """(precision, recall) of fake features against real features, both (N, D)."""
-    real, fake = real.double(), fake.double()    # float64: ties at distance 0 (identical sets) stay exact
+    real, fake = real.double(), fake.double()  # float64: ties at distance 0 (identical sets) stay exact
     precision = coverage(fake, real, knn_radii(real, k))
     recall = coverage(real, fake, knn_radii(fake, k))
     return precision, recall

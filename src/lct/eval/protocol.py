@@ -4,12 +4,13 @@ Chunk files hold the Inception features of seeds [start, end) for one sigma list
 chunk whose metadata (checkpoint, EMA, sigmas, seeds, extractor) matches, so an interrupted 50k run
 continues where it stopped.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,24 +33,42 @@ def _chunk_meta(meta: dict, start: int, end: int) -> dict:
     return {**meta, "start": int(start), "end": int(end)}
 
 
-def sample_features(sample_fn: Callable, decode: Callable, extractor, seeds: Sequence[int], latent_shape,
-                    sigmas: Sequence[float], batch_size: int, device, work_dir: Path | None, meta: dict,
-                    chunk_size: int = CHUNK_SIZE, progress: bool = True) -> torch.Tensor:
+def sample_features(
+    sample_fn: Callable,
+    decode: Callable,
+    extractor,
+    seeds: Sequence[int],
+    latent_shape,
+    sigmas: Sequence[float],
+    batch_size: int,
+    device,
+    work_dir: Path | None,
+    meta: dict,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool = True,
+) -> torch.Tensor:
     """(N, 2048) features of the samples for `seeds` at `sigmas`, reusing matching chunks in work_dir."""
     from tqdm.auto import tqdm
-    meta = {**meta, "sigmas": [float(s) for s in sigmas], "extractor": extractor.extractor_id,
-            "resize": extractor.resize_mode}
+
+    meta = {
+        **meta,
+        "sigmas": [float(s) for s in sigmas],
+        "extractor": extractor.extractor_id,
+        "resize": extractor.resize_mode,
+    }
     folder = Path(work_dir) / run_tag(sigmas) if work_dir is not None else None
     feats = []
     bar = tqdm(total=len(seeds), desc=f"{len(sigmas)} NFE", unit="img", disable=not progress)
     for start in range(0, len(seeds), chunk_size):
-        chunk_seeds = list(seeds[start:start + chunk_size])
+        chunk_seeds = list(seeds[start : start + chunk_size])
         want = _chunk_meta(meta, chunk_seeds[0], chunk_seeds[-1] + 1)
         path = folder / f"chunk_{chunk_seeds[0]:08d}.pt" if folder is not None else None
         cached = _load_chunk(path, want)
         if cached is None:
-            parts = [extractor(images) for _, _, images in
-                     generate(sample_fn, chunk_seeds, latent_shape, sigmas, batch_size, decode, device)]
+            parts = [
+                extractor(images)
+                for _, _, images in generate(sample_fn, chunk_seeds, latent_shape, sigmas, batch_size, decode, device)
+            ]
             cached = torch.cat(parts).float().cpu()
             _save_chunk(path, cached, want)
         feats.append(cached)
@@ -69,7 +88,7 @@ def _save_chunk(path: Path | None, feats: torch.Tensor, meta: dict) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")    # atomic: a killed run leaves no half-written chunk
+    tmp = path.with_suffix(".tmp")  # atomic: a killed run leaves no half-written chunk
     torch.save({"features": feats, "meta": json.dumps(meta, sort_keys=True)}, tmp)
     tmp.replace(path)
 
@@ -91,14 +110,16 @@ def file_fingerprint(path: str | Path) -> str:
     return f"{p.resolve()}:{st.st_size}:{int(st.st_mtime)}:{head}"
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Real images given as files (an alternative to decoding the training latents).
+
 
 def load_images(path: str | Path) -> torch.Tensor:
     """(N, C, H, W) images from .npz/.npy/.pt (uint8 NHWC/NCHW or float in [-1,1]) or a folder of PNG/JPG."""
     p = Path(path)
     if p.is_dir():
         from PIL import Image
+
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not files:
             raise ValueError(f"no .png/.jpg images in {p}")
@@ -114,13 +135,13 @@ def load_images(path: str | Path) -> torch.Tensor:
         raise ValueError(f"unsupported image source {p} (a folder, .npz, .npy or .pt)")
     x = torch.from_numpy(np.ascontiguousarray(arr))
     if x.ndim == 3:
-        x = x[:, None]                                  # (N, H, W) greyscale
+        x = x[:, None]  # (N, H, W) greyscale
     if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
-        x = x.permute(0, 3, 1, 2)                       # NHWC -> NCHW
+        x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
     return x.contiguous()
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # The authors' FID pipeline (`lct.evaluate --protocol authors`), beside ours (torchmetrics' conventions:
 # rounding to uint8, TF1 bilinear resize, (x-128)/128, reference = decoded training latents). Theirs:
 # samples truncated to uint8 and saved as quality-75 JPEGs, read back as pytorch-fid does (torch
@@ -128,8 +149,8 @@ def load_images(path: str | Path) -> torch.Tensor:
 # sample count rounded up to whole global batches. The Inception weights are the same.
 
 PROTOCOLS = ("ours", "authors")
-AUTHORS_GLOBAL_BATCH = 256      # 50,000 requested -> 50,176 sampled and scored
-AUTHORS_JPEG_QUALITY = 75       # PIL's default, with which samples and reference images were saved
+AUTHORS_GLOBAL_BATCH = 256  # 50,000 requested -> 50,176 sampled and scored
+AUTHORS_JPEG_QUALITY = 75  # PIL's default, with which samples and reference images were saved
 
 
 def authors_sample_count(n: int, global_batch: int = AUTHORS_GLOBAL_BATCH) -> int:
@@ -146,7 +167,7 @@ def truncate_to_uint8(images: torch.Tensor) -> torch.Tensor:
     """
     if images.dtype == torch.uint8:
         return images
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).to(torch.uint8)    # .to(uint8) truncates
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).to(torch.uint8)  # .to(uint8) truncates
 
 
 def jpeg_roundtrip(images: torch.Tensor, quality: int = AUTHORS_JPEG_QUALITY) -> torch.Tensor:
@@ -154,6 +175,7 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int = AUTHORS_JPEG_QUALITY) ->
     import io
 
     from PIL import Image
+
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected uint8 images (B, 1 or 3, H, W), got {images.dtype} {tuple(images.shape)}")
     out = []
@@ -182,8 +204,7 @@ class AuthorsFeatures(nn.Module):
 
     resize_mode = "torch_bilinear"
 
-    def __init__(self, net: nn.Module, net_id: str, num_features: int = 2048,
-                 jpeg_quality: int = AUTHORS_JPEG_QUALITY):
+    def __init__(self, net: nn.Module, net_id: str, num_features: int = 2048, jpeg_quality: int = AUTHORS_JPEG_QUALITY):
         super().__init__()
         self.net, self.net_id, self.num_features, self.jpeg_quality = net, net_id, int(num_features), int(jpeg_quality)
 
@@ -191,7 +212,7 @@ class AuthorsFeatures(nn.Module):
     def extractor_id(self) -> str:
         return f"{self.net_id}|authors:truncate,jpeg{self.jpeg_quality},pytorch-fid-input"
 
-    def train(self, mode: bool = True) -> "AuthorsFeatures":
+    def train(self, mode: bool = True) -> AuthorsFeatures:
         return super().train(False)
 
     @torch.no_grad()
@@ -205,6 +226,7 @@ class AuthorsFeatures(nn.Module):
 def authors_extractor(inception_path: str | None = None) -> AuthorsFeatures:
     """AuthorsFeatures around the shipped FID Inception (the same weights as our protocol)."""
     from .inception import InceptionFeatures
+
     base = InceptionFeatures(inception_path, resize_mode="torch_bilinear")
     return AuthorsFeatures(base.net, base.extractor_id.split("|")[0], base.num_features)
 
@@ -217,10 +239,13 @@ def builtin_real_images(data_cfg) -> tuple[str, torch.Tensor]:
     """
     from lct.data.builtin import BUILTIN_DATASETS
     from lct.data.sources import open_source, to_model_input
+
     name = (data_cfg or {}).get("builtin")
     if not name:
-        raise LctError("--protocol authors scores against real images, and the checkpoint's data is not built in; "
-                       "pass them with --reference-images (lossless files: the protocol JPEG-encodes them once)")
+        raise LctError(
+            "--protocol authors scores against real images, and the checkpoint's data is not built in; "
+            "pass them with --reference-images (lossless files: the protocol JPEG-encodes them once)"
+        )
     source, size = open_source(name), BUILTIN_DATASETS[name]["size"]
     images = [source.load(i) for i in np.random.default_rng(0).permutation(len(source))]
     x = np.stack([to_model_input(img, size, img.shape[-1]) for img in images])

@@ -5,12 +5,13 @@ were computed from: dataset id, requested and actual count, source (decoded late
 extractor id (includes the weights' SHA-1) and resize mode. A cache whose provenance differs from what
 the caller expects is recomputed (or, with on_mismatch="error", refused) — never silently used.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -40,31 +41,40 @@ class ReferenceStats:
         return int(self.features.shape[0])
 
     @classmethod
-    def from_features(cls, features: torch.Tensor, provenance: dict) -> "ReferenceStats":
+    def from_features(cls, features: torch.Tensor, provenance: dict) -> ReferenceStats:
         if features.shape[0] < 2:
             raise ValueError(f"need at least 2 reference images, got {features.shape[0]}")
         f = features.detach().cpu().double()
         mu = f.mean(dim=0)
-        sigma = torch.cov(f.T)    # unbiased (N-1), as torchmetrics and pytorch-fid
+        sigma = torch.cov(f.T)  # unbiased (N-1), as torchmetrics and pytorch-fid
         return cls(features.detach().cpu().float(), mu, sigma, {**provenance, "count": int(f.shape[0])})
 
 
 def make_provenance(dataset: str, requested: int, extractor, source: str) -> dict:
     """What a reference cache must have been computed from to be reused."""
-    return {"format": CACHE_FORMAT, "dataset": str(dataset), "source": str(source), "requested": int(requested),
-            "extractor": extractor.extractor_id, "resize": extractor.resize_mode}
+    return {
+        "format": CACHE_FORMAT,
+        "dataset": str(dataset),
+        "source": str(source),
+        "requested": int(requested),
+        "extractor": extractor.extractor_id,
+        "resize": extractor.resize_mode,
+    }
 
 
 def provenance_mismatch(found: dict, expected: dict) -> list[str]:
     """Human-readable differences on the compared keys ([] when the cache is valid)."""
-    return [f"{k}: cached {found.get(k)!r} != expected {expected.get(k)!r}"
-            for k in PROVENANCE_KEYS if found.get(k) != expected.get(k)]
+    return [
+        f"{k}: cached {found.get(k)!r} != expected {expected.get(k)!r}"
+        for k in PROVENANCE_KEYS
+        if found.get(k) != expected.get(k)
+    ]
 
 
 def save_reference(path: str | Path, ref: ReferenceStats) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")    # atomic: a killed run never leaves half a cache
+    tmp = path.with_suffix(path.suffix + ".tmp")  # atomic: a killed run never leaves half a cache
     torch.save({"features": ref.features, "mu": ref.mu, "sigma": ref.sigma, "provenance": ref.provenance}, tmp)
     tmp.replace(path)
 
@@ -74,8 +84,9 @@ def load_reference(path: str | Path) -> ReferenceStats:
     return ReferenceStats(d["features"], d["mu"], d["sigma"], dict(d["provenance"]))
 
 
-def load_or_compute_reference(path: str | Path | None, expected: dict, compute: Callable[[], torch.Tensor],
-                              on_mismatch: str = "recompute") -> ReferenceStats:
+def load_or_compute_reference(
+    path: str | Path | None, expected: dict, compute: Callable[[], torch.Tensor], on_mismatch: str = "recompute"
+) -> ReferenceStats:
     """Reuse the cache at `path` if its provenance matches `expected`, else compute features and cache them."""
     if on_mismatch not in ("recompute", "error"):
         raise ValueError(f"on_mismatch must be 'recompute' or 'error', got {on_mismatch!r}")
@@ -94,14 +105,21 @@ def load_or_compute_reference(path: str | Path | None, expected: dict, compute: 
     return ref
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Image sources for the real side.
 
+
 @torch.no_grad()
-def extract_features(extractor, image_batches: Iterable[torch.Tensor], limit: int | None = None,
-                     progress: bool = False, device: torch.device | str = "cpu") -> torch.Tensor:
+def extract_features(
+    extractor,
+    image_batches: Iterable[torch.Tensor],
+    limit: int | None = None,
+    progress: bool = False,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Concatenated (N, D) features of up to `limit` images from an iterable of image batches."""
     from tqdm.auto import tqdm
+
     feats, n = [], 0
     bar = tqdm(total=limit, desc="reference features", unit="img", disable=not progress)
     for images in image_batches:

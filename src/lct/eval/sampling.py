@@ -5,11 +5,13 @@ the batch size or the number of DDP ranks. The re-noising draws of multi-step sa
 global RNG, forked and seeded per batch (the model's `generate` takes no generator), so multi-step
 samples are reproducible for the same seeds, batch size and world size.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+
 
 def seeded_noise(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
     """(len(seeds), *shape) unit Gaussian noise, row i drawn from a CPU generator seeded with seeds[i]."""
@@ -23,19 +25,24 @@ def rank_seeds(seed: int, num_samples: int, rank: int = 0, world_size: int = 1) 
 
 
 @torch.no_grad()
-def generate(sample_fn: Callable[[torch.Tensor, list[float]], torch.Tensor], seeds: Sequence[int],
-             latent_shape: Sequence[int], sigmas: Sequence[float], batch_size: int,
-             decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             device: torch.device | str = "cpu") -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor | None]]:
+def generate(
+    sample_fn: Callable[[torch.Tensor, list[float]], torch.Tensor],
+    seeds: Sequence[int],
+    latent_shape: Sequence[int],
+    sigmas: Sequence[float],
+    batch_size: int,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor | None]]:
     """Yield (seeds, latents x0, decoded images or None) per batch; sample_fn(noise, sigmas) -> x0."""
     device = torch.device(device)
     sigmas = [float(s) for s in sigmas]
     for start in range(0, len(seeds), batch_size):
-        chunk = list(seeds[start:start + batch_size])
+        chunk = list(seeds[start : start + batch_size])
         noise = seeded_noise(chunk, latent_shape).to(device)
         forked = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(chunk[0] + 1_000_003)    # re-noising draws: a function of the batch's seeds
+            torch.manual_seed(chunk[0] + 1_000_003)  # re-noising draws: a function of the batch's seeds
             x0 = sample_fn(noise, sigmas)
         images = decode(x0).float().clamp(-1, 1) if decode is not None else None
         yield chunk, x0, images

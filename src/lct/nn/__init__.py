@@ -4,6 +4,7 @@ Pure PyTorch. Every factory takes `in_channels` and `resolution` (latent H = W) 
 naming the sizes that work. `BACKBONES` is the one registry (names = conf/backbone/<name>.yaml);
 `build_backbone(name, **overrides)` builds from it, with or without Hydra.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,5 +27,19 @@ def trainable_parameters(module: nn.Module):
     return [p for p in module.parameters() if p.requires_grad]
 
 
-__all__ = ["ADMUNet", "Backbone", "DiT", "NonScalingLayerNorm", "BACKBONES", "NORMS", "build_backbone", "dit",
-           "dit_tiny", "make_norm", "register_backbone", "trainable_parameters", "unet_paper", "unet_tiny"]
+__all__ = [
+    "ADMUNet",
+    "Backbone",
+    "DiT",
+    "NonScalingLayerNorm",
+    "BACKBONES",
+    "NORMS",
+    "build_backbone",
+    "dit",
+    "dit_tiny",
+    "make_norm",
+    "register_backbone",
+    "trainable_parameters",
+    "unet_paper",
+    "unet_tiny",
+]

@@ -1,6 +1,7 @@
 """Diffusion Transformer with adaLN-Zero (Peebles & Xie 2023), the second backbone family; written from its
 description. Unconditional: the conditioning vector is the timestep embedding of c_noise alone.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -18,9 +19,10 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
     return x * (1 + scale) + shift
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Fixed 2-D sin-cos positions (a buffer: DiT keeps them frozen). Half the width encodes the row,
 # half the column, each as [sin, cos] over geometric frequencies 1e4^(-k/(D/4)).
+
 
 def sincos_2d(width: int, grid: int) -> torch.Tensor:
     """(grid*grid, width) position table; width must be divisible by 4."""
@@ -49,7 +51,8 @@ class TimestepEmbedder(nn.Module):
             return self.mlp(sinusoidal_embedding(c, self.freq_dim).to(self.mlp[0].weight.dtype))  # (B, hidden)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 class Attention(nn.Module):
     """Multi-head self-attention through torch's scaled_dot_product_attention."""
@@ -105,14 +108,24 @@ class FinalLayer(nn.Module):
             return self.linear(_modulate(self.norm(x.to(dt)), shift.to(dt), scale.to(dt)))  # (B, T, p*p*C)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 class DiT(Backbone):
     """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W) as a patch transformer with adaLN-Zero."""
 
-    def __init__(self, in_channels: int = 4, resolution: int = 32, patch_size: int = 2, hidden_size: int = 768,
-                 depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, norm: str = "layernorm",
-                 qk_norm: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 4,
+        resolution: int = 32,
+        patch_size: int = 2,
+        hidden_size: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        norm: str = "layernorm",
+        qk_norm: bool = False,
+    ):
         super().__init__()
         _validate(in_channels, resolution, patch_size, hidden_size, num_heads)
         self.in_channels, self.resolution, self.patch = in_channels, resolution, patch_size
@@ -120,8 +133,7 @@ class DiT(Backbone):
         self.x_embedder = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
         self.register_buffer("pos_embed", sincos_2d(hidden_size, self.grid)[None], persistent=False)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio, norm, qk_norm)
-                                    for _ in range(depth))
+        self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio, norm, qk_norm) for _ in range(depth))
         self.final = FinalLayer(hidden_size, patch_size, in_channels, norm)
         self._init_weights()
 
@@ -161,14 +173,17 @@ def _validate(in_channels: int, resolution: int, patch: int, hidden: int, heads:
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
     if not isinstance(resolution, int) or resolution < patch or resolution % patch:
-        raise ValueError(f"DiT with patch size {patch} needs a latent resolution divisible by {patch} "
-                         f"(e.g. {valid_resolutions(patch)}); got {resolution!r}")
+        raise ValueError(
+            f"DiT with patch size {patch} needs a latent resolution divisible by {patch} "
+            f"(e.g. {valid_resolutions(patch)}); got {resolution!r}"
+        )
     if hidden % heads or hidden % 4:
-        raise ValueError(f"hidden_size {hidden} must be divisible by num_heads {heads} and by 4 "
-                         f"(2-D sin-cos positions)")
+        raise ValueError(
+            f"hidden_size {hidden} must be divisible by num_heads {heads} and by 4 (2-D sin-cos positions)"
+        )
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Named sizes (DiT paper Table 1): depth, hidden width, heads; each at patch 1, 2 and 4.
 
 DIT_SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}

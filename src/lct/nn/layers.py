@@ -1,4 +1,5 @@
 """Small building blocks shared by the backbones: initializers, noise embeddings, resampling, checks."""
+
 from __future__ import annotations
 
 import math
@@ -7,10 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # ADM/EDM initialization: kaiming-uniform scaled by sqrt(1/3), i.e. U(+-1/sqrt(fan_in)) for weight
 # and bias alike; output layers of residual branches start at zero so every block is the identity.
+
 
 def kaiming_uniform_(layer: nn.Module, gain: float = math.sqrt(1 / 3)) -> nn.Module:
     """Initialize a Linear/Conv2d in place with U(+-sqrt(3/fan_in)*gain) for weight and bias."""
@@ -43,9 +44,10 @@ def linear(in_f: int, out_f: int) -> nn.Linear:
     return kaiming_uniform_(nn.Linear(in_f, out_f))
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Resampling with the [1, 1] box filter of EDM's DhariwalUNet: a 2x2 mean to go down, and its
 # transpose (x4 gain) to go up, which is nearest-neighbour duplication.
+
 
 def resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
     """Halve ('down'), double ('up') or keep (None) the spatial size of x (B, C, H, W)."""
@@ -56,9 +58,10 @@ def resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
     return x
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Sinusoidal embeddings of c_noise = 250 ln(sigma), which spans about -1554..+1096: computed in fp32
 # whatever the autocast state, because bf16 cannot resolve phases of arguments that large.
+
 
 def sinusoidal_embedding(c_noise: torch.Tensor, dim: int, max_period: float = 1e4) -> torch.Tensor:
     """[cos(c*w_k), sin(c*w_k)] with w_k = max_period^(-k/(dim/2)), k = 0..dim/2-1; (B,) -> (B, dim)."""
@@ -82,9 +85,11 @@ def batch_noise_labels(c_noise, x: torch.Tensor) -> torch.Tensor:
 def check_input(x: torch.Tensor, channels: int, resolution: int) -> None:
     """ValueError unless x is (B, channels, resolution, resolution)."""
     if x.ndim != 4 or x.shape[1] != channels or x.shape[2] != resolution or x.shape[3] != resolution:
-        raise ValueError(f"backbone built for (B, {channels}, {resolution}, {resolution}) latents, "
-                         f"got {tuple(x.shape)}; rebuild it with in_channels={x.shape[1] if x.ndim == 4 else '?'} "
-                         f"and a matching resolution")
+        raise ValueError(
+            f"backbone built for (B, {channels}, {resolution}, {resolution}) latents, "
+            f"got {tuple(x.shape)}; rebuild it with in_channels={x.shape[1] if x.ndim == 4 else '?'} "
+            f"and a matching resolution"
+        )
 
 
 def valid_resolutions(multiple: int, upto: int = 128) -> str:

@@ -4,6 +4,7 @@ Every UNet norm is built through `make_norm(kind, channels, resolution)`. Layer/
 over [C, H, W] of one sample, so they need the spatial size of the tensor they see; group and
 instance norm do not, but take it for a uniform signature.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,11 +15,12 @@ NORMS = ("groupnorm", "instancenorm", "layernorm", "rmsnorm", "nsln")
 EPS = 1e-5  # EDM/ADM's eps for every norm; the paper's NsLN keeps it
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Non-scaling LayerNorm (paper abstract, Table 2(d)): LayerNorm over [C, H, W] with the elementwise
 # scale frozen at 1 and a learnable bias. The paper adopts it "to better capture the statistics of the
 # features and reduce outlier impact"; without a learnable scale no channel or position can be
 # amplified, in the spirit of Outlier Suppression (Wei et al. 2022).
+
 
 class NonScalingLayerNorm(nn.LayerNorm):
     """LayerNorm over `shape` with weight fixed at 1 (not trained) and a learnable bias, init 0."""
@@ -38,7 +40,8 @@ class NonScalingLayerNorm(nn.LayerNorm):
             return F.layer_norm(x.to(self.bias.dtype), self.normalized_shape, None, self.bias, self.eps)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 def group_count(channels: int, max_groups: int = 32, min_channels_per_group: int = 4) -> int:
     """ADM/EDM's GroupNorm rule (32 groups, fewer when a group would hold < 4 channels), reduced to

@@ -5,9 +5,10 @@ A backbone is a `Backbone` module F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W
 `@register_backbone("name")` in any module of the `lct.nn` package (every module there is imported with
 the package) and add `conf/backbone/<name>.yaml` with `_target_: lct.nn.build_backbone` and `name: <name>`.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -21,11 +22,13 @@ class Backbone(nn.Module):
 
 def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None):
     """Register `factory` under `name` (usable as a decorator); a name is registered once."""
+
     def add(f):
         if name in BACKBONES and BACKBONES[name] is not f:
             raise ValueError(f"backbone {name!r} is already registered ({BACKBONES[name]})")
         BACKBONES[name] = f
         return f
+
     return add if factory is None else add(factory)
 
 

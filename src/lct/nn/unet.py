@@ -6,25 +6,25 @@ level (5 in the decoder), attention at 16x16 and 8x8 with 64 channels per head, 
 Parameters: 151,325,956 with GroupNorm everywhere; with NsLN everywhere 165,468,676 of which
 158,355,972 are trainable (the frozen NsLN scales are the rest).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import (batch_noise_labels, check_input, conv, linear, resample, sinusoidal_embedding,
-                     valid_resolutions)
+from .layers import batch_noise_labels, check_input, conv, linear, resample, sinusoidal_embedding, valid_resolutions
 from .norms import NORMS, make_norm
 from .registry import Backbone, register_backbone
 
-
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Multi-head self-attention over the H*W positions through torch's scaled_dot_product_attention: in the
 # autocast dtype when autocast is on (flash kernels, which accumulate the softmax in fp32), in fp32 otherwise.
 # Tokens are laid out as (B, HW, C) views of the channels_last memory order, so a channels_last network
 # pays no layout copy here.
+
 
 class SpatialAttention(nn.Module):
     """Pre-norm attention with a zero-initialized output projection, residual added by the caller."""
@@ -51,16 +51,27 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if cl else torch.contiguous_format
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Residual block: norm0 -> SiLU -> [resample] -> conv0; norm1 modulated by the noise embedding as
 # x*(1+scale)+shift -> SiLU -> dropout -> conv1 (zero); skip = [resample] -> 1x1 conv if widths differ.
+
 
 class UNetBlock(nn.Module):
     """ADM residual block at output size `resolution`, optionally resampling and with attention."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_ch: int, resolution: int, *, norm: str,
-                 resample_mode: str | None = None, attention: bool = False, channels_per_head: int = 64,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        emb_ch: int,
+        resolution: int,
+        *,
+        norm: str,
+        resample_mode: str | None = None,
+        attention: bool = False,
+        channels_per_head: int = 64,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         # Layer-type norms are sized by the tensor they see: before a 'down' conv it is 2x larger.
         in_res = {"down": resolution * 2, "up": resolution // 2}.get(resample_mode, resolution)
@@ -87,15 +98,26 @@ class UNetBlock(nn.Module):
         return x
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
+
 
 class ADMUNet(Backbone):
     """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W): EDM's DhariwalUNet with a selectable norm."""
 
-    def __init__(self, in_channels: int = 4, resolution: int = 32, model_channels: int = 128,
-                 channel_mult: Sequence[int] = (1, 2, 3, 4), num_blocks: int = 4,
-                 attn_resolutions: Sequence[int] | None = (16, 8), channels_per_head: int = 64,
-                 emb_mult: int = 4, dropout: float = 0.0, norm: str = "nsln", out_norm: str | None = None):
+    def __init__(
+        self,
+        in_channels: int = 4,
+        resolution: int = 32,
+        model_channels: int = 128,
+        channel_mult: Sequence[int] = (1, 2, 3, 4),
+        num_blocks: int = 4,
+        attn_resolutions: Sequence[int] | None = (16, 8),
+        channels_per_head: int = 64,
+        emb_mult: int = 4,
+        dropout: float = 0.0,
+        norm: str = "nsln",
+        out_norm: str | None = None,
+    ):
         super().__init__()
         channel_mult = tuple(channel_mult)
         _validate(in_channels, resolution, channel_mult, norm, out_norm)
@@ -173,15 +195,18 @@ def _validate(in_channels: int, resolution: int, channel_mult: tuple, norm: str,
         raise ValueError("channel_mult must list at least one level")
     factor = 2 ** (len(channel_mult) - 1)
     if not isinstance(resolution, int) or resolution < factor or resolution % factor:
-        raise ValueError(f"this UNet downsamples {len(channel_mult) - 1} times, so the latent resolution "
-                         f"must be a multiple of {factor} (e.g. {valid_resolutions(factor)}); got {resolution!r}")
+        raise ValueError(
+            f"this UNet downsamples {len(channel_mult) - 1} times, so the latent resolution "
+            f"must be a multiple of {factor} (e.g. {valid_resolutions(factor)}); got {resolution!r}"
+        )
     for name in (norm, out_norm or norm):
         if name not in NORMS:
             raise ValueError(f"unknown norm {name!r}; choose one of {', '.join(NORMS)}")
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Named configurations.
+
 
 @register_backbone("unet_paper")
 def unet_paper(in_channels: int = 4, resolution: int = 32, norm: str = "groupnorm", **overrides) -> ADMUNet:

@@ -1,4 +1,5 @@
 """Training-side plumbing: crash-safe checkpoint writes and a checkpoint at the end of every run."""
+
 from __future__ import annotations
 
 import os
@@ -41,9 +42,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             # A full disk surfaces as OSError (ENOSPC) or as torch's "inline_container.cc ... unexpected pos".
             free = shutil.disk_usage(path.parent).free / 2**30
             reason = " ".join(str(err).split())[:160]
-            raise LctError(f"could not write checkpoint {path} ({type(err).__name__}: {reason}); {free:.2f} GiB "
-                           f"free in {path.parent}. Free disk space (or point hydra.run.dir at a larger disk) and "
-                           "rerun the same command: it resumes from the newest checkpoint already written") from err
+            raise LctError(
+                f"could not write checkpoint {path} ({type(err).__name__}: {reason}); {free:.2f} GiB "
+                f"free in {path.parent}. Free disk space (or point hydra.run.dir at a larger disk) and "
+                "rerun the same command: it resumes from the newest checkpoint already written"
+            ) from err
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -1,4 +1,5 @@
 """A CSV logger that keeps one metrics file per run directory across resumed attempts."""
+
 from __future__ import annotations
 
 import csv

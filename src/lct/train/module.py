@@ -1,5 +1,6 @@
 """ConsistencyModule: orchestration only; the method is the objective (lct.core.ConsistencyObjective, or
 lct.core.EDMObjective for the diffusion baseline, whose student is an EDM Denoiser)."""
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,18 @@ class ConsistencyModule(L.LightningModule):
     """The student (f_theta, or D_theta for EDM), its evaluation EMAs, and the objective; logs and skips
     non-finite steps. `init_from` describes the EDM checkpoint the student started from (lct.checkpoint)."""
 
-    def __init__(self, student: nn.Module, objective: nn.Module, optimizer, ema: dict, latent_shape,
-                 log_every: int = 25, max_nonfinite: int = 20, run_config: dict | None = None,
-                 init_from: dict | None = None):
+    def __init__(
+        self,
+        student: nn.Module,
+        objective: nn.Module,
+        optimizer,
+        ema: dict,
+        latent_shape,
+        log_every: int = 25,
+        max_nonfinite: int = 20,
+        run_config: dict | None = None,
+        init_from: dict | None = None,
+    ):
         super().__init__()
         self.student, self.objective, self.ema_cfg = student, objective, ema
         # Evaluation EMAs (paper: 0.99993) are parameters-only copies, excluded from the optimizer.
@@ -42,7 +52,7 @@ class ConsistencyModule(L.LightningModule):
 
     @property
     def kind(self) -> str:
-        """"consistency" or "diffusion": which sampler `generate` runs (lct.core.sampling)."""
+        """ "consistency" or "diffusion": which sampler `generate` runs (lct.core.sampling)."""
         return self.objective.kind
 
     # ---------------------------------------------------------------- the step
@@ -76,13 +86,17 @@ class ConsistencyModule(L.LightningModule):
         if self.nonfinite_run >= self.max_nonfinite:
             path = Path(self.trainer.default_root_dir) / "checkpoints" / "nonfinite-stop.ckpt"
             self.trainer.save_checkpoint(path)
-            last = (f"the last finite loss was at step {self.last_finite_step}" if self.last_finite_step is not None
-                    else "no step of this run had a finite loss")
+            last = (
+                f"the last finite loss was at step {self.last_finite_step}"
+                if self.last_finite_step is not None
+                else "no step of this run had a finite loss"
+            )
             raise LctError(
                 f"{self.nonfinite_run} non-finite losses in a row at step {self.global_step} "
                 f"({out.error or 'non-finite on another rank'}); stopped. Saved the current weights to {path} "
                 f"({last}; they may already have diverged): check the data for NaN/Inf, lower the lr, or resume "
-                "from an earlier checkpoint.")
+                "from an earlier checkpoint."
+            )
         return None
 
     def _log_step(self, out, b: int) -> None:
@@ -91,7 +105,7 @@ class ConsistencyModule(L.LightningModule):
             return
         now = time.perf_counter()
         rows = {**self.objective.diagnostics(out), "train/lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
-        if self._t_last is not None:    # a rate needs a previous timestamp: none on a run's (or resume's) first row
+        if self._t_last is not None:  # a rate needs a previous timestamp: none on a run's (or resume's) first row
             rows["train/samples_per_s"] = self.log_every * b * self.trainer.world_size / (now - self._t_last)
         self._t_last = now
         self.log_dict(rows)
@@ -107,8 +121,11 @@ class ConsistencyModule(L.LightningModule):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         if not self._skipped:
             for decay in self.ema_cfg["decays"]:
-                core.ema_update(self.emas[ema_key(decay)].parameters(), self.student.parameters(),
-                                core.ema_decay(self._step, decay, self.ema_cfg.get("warmup", False)))
+                core.ema_update(
+                    self.emas[ema_key(decay)].parameters(),
+                    self.student.parameters(),
+                    core.ema_decay(self._step, decay, self.ema_cfg.get("warmup", False)),
+                )
             self.objective.after_optimizer_step(self.student)
 
     def configure_optimizers(self):
@@ -137,17 +154,22 @@ class ConsistencyModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         codec = getattr(dm, "codec", None)
         checkpoint["lct"] = {
-            "config": self.run_config, "kind": self.kind, "init_from": self.init_from,
+            "config": self.run_config,
+            "kind": self.kind,
+            "init_from": self.init_from,
             "noise_levels": self.noise_levels.state_dict(),
-            "latent_shape": list(self.latent_shape), "codec": codec.state_dict() if codec is not None else None,
-            "weights": weight_prefixes(self.ema_cfg["decays"]), "nonfinite_total": self.nonfinite_total,
-            "last_finite_step": self.last_finite_step, "torch_rng": torch.get_rng_state(),
+            "latent_shape": list(self.latent_shape),
+            "codec": codec.state_dict() if codec is not None else None,
+            "weights": weight_prefixes(self.ema_cfg["decays"]),
+            "nonfinite_total": self.nonfinite_total,
+            "last_finite_step": self.last_finite_step,
+            "torch_rng": torch.get_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("lct", {})
         self.nonfinite_total = state.get("nonfinite_total", 0)
         self.last_finite_step = state.get("last_finite_step")
-        self.init_from = state.get("init_from", self.init_from)     # a resumed run keeps where it started from
+        self.init_from = state.get("init_from", self.init_from)  # a resumed run keeps where it started from
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])

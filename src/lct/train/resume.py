@@ -1,5 +1,6 @@
 """Rerunning into a run directory: which checkpoint to resume, which config the weights were trained
 with, and the temporary files an interrupted checkpoint write left behind."""
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,7 @@ def newest_checkpoint(ckpt_dir: Path) -> Path | None:
         if step > best_step or (step == best_step and path.name == "last.ckpt"):
             best, best_step = path, step
     if best is not None:
-        log.info("resuming from %s (global step %d, the newest readable checkpoint in %s)", best, best_step,
-                 ckpt_dir)
+        log.info("resuming from %s (global step %d, the newest readable checkpoint in %s)", best, best_step, ckpt_dir)
     return best
 
 
@@ -76,8 +76,10 @@ def resolve_ckpt(cfg: DictConfig) -> str | None:
     """ckpt_path=auto: the newest readable checkpoint of this run directory, or None (a fresh start)."""
     if cfg.ckpt_path != "auto":
         if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-            raise LctError(f"ckpt_path={cfg.ckpt_path} does not exist; pass an existing .ckpt, ckpt_path=auto "
-                           "(resume this run directory) or ckpt_path=null (start fresh)")
+            raise LctError(
+                f"ckpt_path={cfg.ckpt_path} does not exist; pass an existing .ckpt, ckpt_path=auto "
+                "(resume this run directory) or ckpt_path=null (start fresh)"
+            )
         return cfg.ckpt_path
     return str(newest_checkpoint(checkpoint_dir(cfg)) or "") or None
 
@@ -99,8 +101,11 @@ def config_changes(old: dict, new: dict) -> list[str]:
     """`key: old -> new` for every leaf that differs (keys in IGNORED_KEYS aside)."""
     a, b = _flatten(_comparable(old)), _flatten(_comparable(new))
     missing = "<absent>"
-    return [f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}" for k in sorted(a.keys() | b.keys())
-            if a.get(k, missing) != b.get(k, missing)]
+    return [
+        f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k, missing) != b.get(k, missing)
+    ]
 
 
 def prepare_run_dir(cfg: DictConfig) -> Path:
@@ -116,13 +121,19 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
         resuming = cfg.ckpt_path is not None and any(ckpt_dir.glob("*.ckpt"))
         if changes and resuming and cfg.resume_changes != "allow":
             shown = "; ".join(changes[:8]) + (f"; ... {len(changes) - 8} more" if len(changes) > 8 else "")
-            raise LctError(f"the config differs from {stored_path}, which trained the checkpoints in {ckpt_dir}: "
-                           f"{shown}. Rerun with the recorded settings, choose another run directory "
-                           "(hydra.run.dir=...), or pass resume_changes=allow to continue with the new config")
+            raise LctError(
+                f"the config differs from {stored_path}, which trained the checkpoints in {ckpt_dir}: "
+                f"{shown}. Rerun with the recorded settings, choose another run directory "
+                "(hydra.run.dir=...), or pass resume_changes=allow to continue with the new config"
+            )
         if changes and rank_zero_only.rank == 0:
             kept = _keep_previous(stored_path)
-            log.warning("config changed (%d keys: %s); the previous one is kept as %s", len(changes),
-                        "; ".join(changes[:4]), kept)
+            log.warning(
+                "config changed (%d keys: %s); the previous one is kept as %s",
+                len(changes),
+                "; ".join(changes[:4]),
+                kept,
+            )
     if rank_zero_only.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         clean_stale_tmp(ckpt_dir)

@@ -1,4 +1,5 @@
 """Build the run from a composed Hydra config and fit it."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,10 @@ def total_steps(cfg: DictConfig, num_items: int) -> int:
         return int(cfg.trainer.max_steps)
     epochs = cfg.data.get("epochs")
     if not epochs:
-        raise LctError("the total steps K are unknown: trainer.max_steps is -1 and data.epochs is null (the curriculum "
-                       "N(k) needs K); pass trainer.max_steps=<steps> or data.epochs=<epochs>")
+        raise LctError(
+            "the total steps K are unknown: trainer.max_steps is -1 and data.epochs is null (the curriculum "
+            "N(k) needs K); pass trainer.max_steps=<steps> or data.epochs=<epochs>"
+        )
     return int(epochs) * (num_items // int(cfg.data.batch_size))
 
 
@@ -55,15 +58,20 @@ def build(cfg: DictConfig, datamodule=None):
     # continues from its own checkpoint instead.
     init = init_student(cfg, student, levels) if cfg.get("init_from") and ckpt is None else None
     module = ConsistencyModule(
-        student=student, objective=build_objective(cfg, student, K, datamodule.latent_shape),
-        optimizer=instantiate(cfg.optimizer, _convert_="all"), ema=resolved["ema"],
-        latent_shape=datamodule.latent_shape, log_every=cfg.log_every, max_nonfinite=cfg.max_nonfinite,
-        run_config=resolved, init_from=init)
+        student=student,
+        objective=build_objective(cfg, student, K, datamodule.latent_shape),
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        ema=resolved["ema"],
+        latent_shape=datamodule.latent_shape,
+        log_every=cfg.log_every,
+        max_nonfinite=cfg.max_nonfinite,
+        run_config=resolved,
+        init_from=init,
+    )
     log.info("noise levels: %s", levels)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()],
-                          max_steps=K)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], max_steps=K)
     return module, datamodule, trainer, ckpt
 
 
@@ -71,23 +79,33 @@ def init_student(cfg: DictConfig, student, levels) -> dict:
     """init_from: the EDM checkpoint's backbone into the consistency student; logs how far the two
     preconditionings differ on the run's sigma range (they agree except near sigma_min)."""
     if kind(cfg) != "consistency":
-        raise LctError(f"init_from={cfg.init_from} starts consistency training from an EDM checkpoint; this run is "
-                       f"method.kind={kind(cfg)} (to continue an EDM run, pass its checkpoint as ckpt_path)")
+        raise LctError(
+            f"init_from={cfg.init_from} starts consistency training from an EDM checkpoint; this run is "
+            f"method.kind={kind(cfg)} (to continue an EDM run, pass its checkpoint as ckpt_path)"
+        )
     init = init_from_edm(cfg.init_from, student, cfg)
     gap = preconditioning_gap(levels.karras(1000), levels)
-    log.info("init_from %s: loaded its %s backbone (step %d); the consistency and EDM preconditionings differ by "
-             "at most |dc_skip| = %.2g (at sigma %.3g) and |dc_out| = %.2g (at sigma %.3g)", init["path"],
-             init["weights"], init["global_step"], gap.c_skip, gap.sigma_c_skip, gap.c_out, gap.sigma_c_out)
+    log.info(
+        "init_from %s: loaded its %s backbone (step %d); the consistency and EDM preconditionings differ by "
+        "at most |dc_skip| = %.2g (at sigma %.3g) and |dc_out| = %.2g (at sigma %.3g)",
+        init["path"],
+        init["weights"],
+        init["global_step"],
+        gap.c_skip,
+        gap.sigma_c_skip,
+        gap.c_out,
+        gap.sigma_c_out,
+    )
     return {**init, "gap_c_skip": gap.c_skip, "gap_c_out": gap.c_out}
 
 
 def train(cfg: DictConfig) -> Path:
     """Fit and return the run directory."""
     validate_config(cfg)
-    datamodule = build_datamodule(cfg)    # before the run directory records the config: fills the latent shape
+    datamodule = build_datamodule(cfg)  # before the run directory records the config: fills the latent shape
     out = resume.prepare_run_dir(cfg)
     module, datamodule, trainer, ckpt = build(cfg, datamodule)
-    torch.set_float32_matmul_precision("high")    # TF32 on Ampere+, as the authors' runs
+    torch.set_float32_matmul_precision("high")  # TF32 on Ampere+, as the authors' runs
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     log.info("run directory: %s", out)
     return out

@@ -5,6 +5,7 @@ embedding and the output head in fp32 under it (lct.nn), and the loss is compute
 outputs. `compile` compiles every `lct.nn.Backbone` in place (`nn.Module.compile`), so state-dict keys,
 checkpoints and the EMA copies are unchanged; the preconditioning, loss, optimizer and EMA update stay eager.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,27 +26,37 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 def check_compile_mode(mode: str) -> None:
     """LctError unless `mode` is one of torch.compile's modes."""
     if mode not in COMPILE_MODES:
-        raise LctError(f"trainer.compile_mode={mode!r} is not a torch.compile mode; "
-                       f"set it to one of {', '.join(COMPILE_MODES)} in conf/trainer or on the command line")
+        raise LctError(
+            f"trainer.compile_mode={mode!r} is not a torch.compile mode; "
+            f"set it to one of {', '.join(COMPILE_MODES)} in conf/trainer or on the command line"
+        )
 
 
-def apply_fast_path(module: nn.Module, *, compile: bool = False, compile_mode: str = "default",
-                    channels_last: bool = False) -> nn.Module:
+def apply_fast_path(
+    module: nn.Module, *, compile: bool = False, compile_mode: str = "default", channels_last: bool = False
+) -> nn.Module:
     """Convert `module` (a LightningModule or a bare backbone) in place to channels_last and/or compile
     each backbone in it with `torch.compile(mode=compile_mode)`; returns `module`."""
     check_compile_mode(compile_mode)
     backbones = [m for m in module.modules() if isinstance(m, Backbone)]
     if (compile or channels_last) and not backbones:
-        raise LctError(f"trainer.compile/channels_last found no lct.nn.Backbone in {type(module).__name__}; "
-                       f"derive the network from lct.nn.Backbone or set trainer.compile=false channels_last=false")
+        raise LctError(
+            f"trainer.compile/channels_last found no lct.nn.Backbone in {type(module).__name__}; "
+            f"derive the network from lct.nn.Backbone or set trainer.compile=false channels_last=false"
+        )
     if channels_last:
         module.to(memory_format=torch.channels_last)  # 4-D weights; activations follow the conv weights
     if compile:
         for net in backbones:
             net.compile(mode=compile_mode)
     if compile or channels_last:
-        log.info("fast path: compile=%s (mode %s), channels_last=%s on %d backbone(s)",
-                 compile, compile_mode, channels_last, len(backbones))
+        log.info(
+            "fast path: compile=%s (mode %s), channels_last=%s on %d backbone(s)",
+            compile,
+            compile_mode,
+            channels_last,
+            len(backbones),
+        )
     return module
 
 
@@ -71,7 +82,14 @@ class Trainer(L.Trainer):
     """Lightning's Trainer with the fast-path switches of conf/trainer (`compile`, `compile_mode`,
     `channels_last`) as keyword arguments; every other argument is Lightning's."""
 
-    def __init__(self, *, compile: bool = False, compile_mode: str = "default", channels_last: bool = False,
-                 callbacks=None, **kwargs):
+    def __init__(
+        self,
+        *,
+        compile: bool = False,
+        compile_mode: str = "default",
+        channels_last: bool = False,
+        callbacks=None,
+        **kwargs,
+    ):
         callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks or [])
         super().__init__(callbacks=[*callbacks, FastPath(compile, compile_mode, channels_last)], **kwargs)

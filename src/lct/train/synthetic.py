@@ -1,4 +1,5 @@
 """Synthetic Gaussian 'latents' with the real data module's interface: for tests and GPU throughput runs."""
+
 from __future__ import annotations
 
 import lightning as L
@@ -25,8 +26,16 @@ class _Rows(Dataset):
 class SyntheticLatentDataModule(L.LightningDataModule):
     """N(0, sigma_data^2) tensors of `latent_shape` (like normalized latents); no codec."""
 
-    def __init__(self, num_items: int = 1024, latent_channels: int = 4, latent_resolution: int = 8,
-                 batch_size: int = 64, seed: int = 0, sigma_data: float = NoiseLevels.sigma_data, **_):
+    def __init__(
+        self,
+        num_items: int = 1024,
+        latent_channels: int = 4,
+        latent_resolution: int = 8,
+        batch_size: int = 64,
+        seed: int = 0,
+        sigma_data: float = NoiseLevels.sigma_data,
+        **_,
+    ):
         super().__init__()
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.latent_shape = (latent_channels, latent_resolution, latent_resolution)

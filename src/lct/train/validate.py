@@ -1,4 +1,5 @@
 """Checks of a composed run config, once at start, before any data, model or file is touched."""
+
 from __future__ import annotations
 
 from numbers import Real
@@ -25,9 +26,11 @@ def _is_number(value) -> bool:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise LctError naming the key, its value and the fix for the first invalid setting."""
+
     def bad(key: str, value, want: str) -> LctError:
-        return LctError(f"{key}={value!r} is invalid: it must be {want}; set `{key}=...` on the command line "
-                        "or in the config")
+        return LctError(
+            f"{key}={value!r} is invalid: it must be {want}; set `{key}=...` on the command line or in the config"
+        )
 
     batch = _get(cfg, "data.batch_size")
     if not _is_int(batch) or batch <= 0:
@@ -55,8 +58,10 @@ def validate_config(cfg: DictConfig) -> None:
     if kind not in (None, *KINDS):
         raise bad("method.kind", kind, " or ".join(KINDS) + " (experiment=edm sets diffusion)")
     if _get(cfg, "init_from") is not None and kind == "diffusion":
-        raise LctError(f"init_from={_get(cfg, 'init_from')} starts consistency training from an EDM checkpoint, but "
-                       "this run is experiment=edm; drop init_from (to continue an EDM run, pass ckpt_path=...)")
+        raise LctError(
+            f"init_from={_get(cfg, 'init_from')} starts consistency training from an EDM checkpoint, but "
+            "this run is experiment=edm; drop init_from (to continue an EDM run, pass ckpt_path=...)"
+        )
     changes = _get(cfg, "resume_changes")
     if changes not in RESUME_CHANGES:
         raise bad("resume_changes", changes, " or ".join(RESUME_CHANGES))
