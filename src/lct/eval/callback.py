@@ -27,39 +27,29 @@ from .sampling import generate, rank_seeds
 log = logging.getLogger(__name__)
 
 
-class SampleGridCallback(L.Callback):
-    """Every k steps and at the end: a fixed-seed grid of EMA samples at each NFE, decoded, saved as PNG
-    under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features.
+class PeriodicSamplingCallback(L.Callback):
+    """Base of the in-loop sampling callbacks: `run(trainer, pl_module)` every `every_n_steps` and at train
+    end, with the run's noise levels and sampler kind (read from the module at fit start).
 
     nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
     evaluations for an EDM run); an NFE the run's sampler cannot do stops the run at fit start."""
 
     def __init__(
         self,
-        every_n_steps: int = 500,
-        grid_size: int = 64,
-        sigma_mid: float | None = None,
-        sigma_mid_index: int | None = None,
-        seed: int = 0,
-        nfe: tuple[int, ...] | None = None,
-        at_train_end: bool = True,
+        every_n_steps: int,
+        sigma_mid: float | None,
+        sigma_mid_index: int | None,
+        seed: int,
+        nfe: tuple[int, ...] | None,
+        at_train_end: bool,
     ):
         super().__init__()
-        if every_n_steps < 1:
-            raise ValueError(f"need every_n_steps >= 1, got {every_n_steps}")
-        self.every_n_steps, self.grid_size, self.seed = int(every_n_steps), int(grid_size), int(seed)
+        self.every_n_steps, self.seed, self.at_train_end = int(every_n_steps), int(seed), bool(at_train_end)
         # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
         self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
         self._nfe = None if nfe is None else tuple(int(n) for n in nfe)
         self._use_noise_levels(PAPER)
-        self.at_train_end = bool(at_train_end)
-        self._dir: Path | None = None
         self._last_step = -1
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._use_run(pl_module)
-        self._dir = None
-        self._run_dir(trainer)
 
     def _use_run(self, pl_module: L.LightningModule) -> None:
         """The run's noise levels and sampler kind; an NFE its sampler cannot do fails now, not at the first pass."""
@@ -89,6 +79,38 @@ class SampleGridCallback(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.at_train_end and trainer.global_step != self._last_step:
             self.run(trainer, pl_module)
+
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise NotImplementedError
+
+
+class SampleGridCallback(PeriodicSamplingCallback):
+    """Every k steps and at the end: a fixed-seed grid of EMA samples at each NFE, decoded, saved as PNG
+    under <run>/samples/ (and logged to wandb / tensorboard). Cheap: no Inception features.
+
+    nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
+    evaluations for an EDM run); an NFE the run's sampler cannot do stops the run at fit start."""
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        grid_size: int = 64,
+        sigma_mid: float | None = None,
+        sigma_mid_index: int | None = None,
+        seed: int = 0,
+        nfe: tuple[int, ...] | None = None,
+        at_train_end: bool = True,
+    ):
+        if every_n_steps < 1:
+            raise ValueError(f"need every_n_steps >= 1, got {every_n_steps}")
+        super().__init__(every_n_steps, sigma_mid, sigma_mid_index, seed, nfe, at_train_end)
+        self.grid_size = int(grid_size)
+        self._dir: Path | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._use_run(pl_module)
+        self._dir = None
+        self._run_dir(trainer)
 
     @torch.no_grad()
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -14,9 +14,10 @@ import lightning as L
 import torch
 
 from lct.core.noise_levels import PAPER, NoiseLevels
-from lct.core.sampling import DEFAULT_NFE, nfe_sigmas
+from lct.core.sampling import nfe_sigmas
 from lct.errors import LctError
 
+from .callback import PeriodicSamplingCallback
 from .digits import DigitScorer
 from .sampling import generate
 
@@ -43,7 +44,7 @@ def sample_images(
         yield images
 
 
-class DigitMetricCallback(L.Callback):
+class DigitMetricCallback(PeriodicSamplingCallback):
     """Logs the digit FID, legibility and coverage of `num_samples` EMA samples at each NFE (data=mnist only).
 
     nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
@@ -61,36 +62,19 @@ class DigitMetricCallback(L.Callback):
         classifier_path: str | None = None,
         at_train_end: bool = True,
     ):
-        super().__init__()
         if every_n_steps < 1 or num_samples < 2:
             raise LctError(
                 f"callbacks.digits needs every_n_steps >= 1 and num_samples >= 2, got {every_n_steps} "
                 f"and {num_samples}; fix them in conf/callbacks/default.yaml or on the command line"
             )
-        self.every_n_steps, self.num_samples, self.batch_size = int(every_n_steps), int(num_samples), int(batch_size)
-        self._nfe = None if nfe is None else tuple(int(n) for n in nfe)
-        self.seed, self.at_train_end = int(seed), bool(at_train_end)
-        # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
-        self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
-        self._use_noise_levels(PAPER)
+        super().__init__(every_n_steps, sigma_mid, sigma_mid_index, seed, nfe, at_train_end)
+        self.num_samples, self.batch_size = int(num_samples), int(batch_size)
         self.classifier_path = classifier_path
         self.scorer: DigitScorer | None = None
-        self._active, self._last_step = False, -1
-
-    def _use_noise_levels(self, noise: NoiseLevels, kind: str = "consistency") -> None:
-        self.noise, self.kind = noise, kind
-        self.nfe = self._nfe or DEFAULT_NFE[kind]
-        if self._sigma_mid is not None:
-            self.sigma_mid = float(self._sigma_mid)
-        elif self.sigma_mid_index is not None:
-            self.sigma_mid = noise.grid_sigma(self.sigma_mid_index, noise.mid_grid)
-        else:
-            self.sigma_mid = noise.sigma_mid
+        self._active = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER), getattr(pl_module, "kind", "consistency"))
-        for n in self.nfe:  # an NFE the run's sampler cannot do fails now, not at the first pass
-            nfe_sigmas(self.kind, self.noise, n, self.sigma_mid)
+        self._use_run(pl_module)
         builtin = getattr(trainer.datamodule, "builtin", None)
         self._active = builtin == "mnist"
         if not self._active:
@@ -100,15 +84,6 @@ class DigitMetricCallback(L.Callback):
             )
             return
         self.scorer = DigitScorer(self.classifier_path, pl_module.device) if trainer.is_global_zero else None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
-            self.run(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.at_train_end and trainer.global_step != self._last_step:
-            self.run(trainer, pl_module)
 
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
