@@ -4,12 +4,12 @@ from ._checks import NonFiniteError
 from .c_schedules import AdaptiveC, ConstantC, OnlineC, adaptive_c, ict_default_c
 from .coupling import MinibatchOT, NoCoupling, ot_pair, ot_permutation, sq_euclidean_cost
 from .diagnostics import residual_stats
-from .edm import Denoiser, EDMObjective
+from .edm import Denoiser
 from .ema import ema_decay, ema_update
 from .losses import LossTerms, LowNoiseDiffusion, consistency_loss, diffusion_loss, diffusion_mask, lct_loss, td_pair
 from .metrics import L2, Cauchy, GemanMcClure, PseudoHuber
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas
-from .objective import ConsistencyObjective, StepOutput
+from .objective import ConsistencyObjective, DeviceGenerator, EDMObjective, StepOutput
 from .precond import ConsistencyFunction, boundary_scalings, c_noise
 from .protocols import Coupling, CSchedule, IndexSampler, RobustMetric, Teacher  # and protocols.Curriculum
 from .sampling import DEFAULT_NFE, KINDS, multistep_sample, nfe_sigmas, onestep_sample, sample, twostep_sample

@@ -18,7 +18,7 @@ from torch import nn
 
 from lct.errors import LctError
 
-from ._checks import NonFiniteError, check_finite, check_same_shape
+from ._checks import check_finite, check_same_shape
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas
 from .precond import boundary_scalings
 
@@ -174,93 +174,6 @@ def heun_solve(denoiser, noise: torch.Tensor, t) -> torch.Tensor:
             x_next = x + (t_next - t_cur) * 0.5 * (d + d_next)
         x = x_next
     return x
-
-
-# ----------------------------------------------------------------------------
-# The training objective: ConsistencyObjective's interface (step / observe / after_optimizer_step,
-# generator state in the state dict), so the same training module, EMA, checkpoints, resume and DDP
-# serve the diffusion baseline.
-
-
-@dataclass
-class EDMTerms:
-    """One step's EDM loss: the batch mean `loss` of the per-sample weighted losses at noise levels `sigma`."""
-
-    loss: torch.Tensor  # ()
-    per_sample: torch.Tensor  # (B,), detached
-    sigma: torch.Tensor  # (B,)
-
-
-@dataclass
-class EDMStepOutput:
-    terms: EDMTerms | None
-    error: str | None = None  # why the step is not finite (a NaN/Inf in data or loss)
-
-    @property
-    def finite(self) -> bool:
-        return self.error is None
-
-
-class EDMObjective(nn.Module):
-    """EDM training (Karras et al. 2022, Table 1): ln sigma ~ N(P_mean, P_std^2), loss lambda(sigma) |D - x0|^2.
-
-    Data parallel as ConsistencyObjective: every rank draws the global batch's sigma and noise from one
-    identically seeded generator and keeps its own slice, so a W-process step equals the single-process one.
-    """
-
-    kind = "diffusion"
-
-    def __init__(self, levels: NoiseLevels, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD, seed: int = 0):
-        super().__init__()
-        if not p_std > 0:
-            raise LctError(f"method.edm.p_std must be > 0, got {p_std}")
-        self.levels, self.p_mean, self.p_std, self.seed = levels, float(p_mean), float(p_std), int(seed)
-        self._gen: torch.Generator | None = None
-        self._pending_state: torch.Tensor | None = None  # restored once the device is known
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device).manual_seed(self.seed + 1)
-            if self._pending_state is not None:
-                self._gen.set_state(self._pending_state.cpu())
-                self._pending_state = None
-        return self._gen
-
-    def step(
-        self, student: nn.Module, x0: torch.Tensor, step: int, rank: int = 0, world: int = 1, gather=None
-    ) -> EDMStepOutput:
-        """The EDM loss of this rank's batch x0 (b, C, H, W).
-
-        `step` and `gather` are unused: EDM has no curriculum and no coupling."""
-        b = x0.shape[0]
-        sl = slice(rank * b, (rank + 1) * b)
-        gen = self._generator(x0.device)
-        sigma = lognormal_sigmas(b * world, self.p_mean, self.p_std, generator=gen, device=x0.device)[sl]
-        noise = torch.randn((b * world, *x0.shape[1:]), generator=gen, device=x0.device)[sl]
-        try:
-            per_sample = edm_loss(student, x0, noise, sigma, self.levels.sigma_data)
-        except NonFiniteError as err:
-            return EDMStepOutput(None, str(err))
-        loss = per_sample.mean()
-        if not bool(torch.isfinite(loss)):
-            return EDMStepOutput(None, "the loss is not finite")
-        return EDMStepOutput(EDMTerms(loss, per_sample.detach(), sigma))
-
-    def observe(self, out: EDMStepOutput) -> None:
-        """Nothing adapts to the loss (ConsistencyObjective's c schedule does)."""
-
-    def after_optimizer_step(self, student: nn.Module) -> None:
-        """No target network to update."""
-
-    def diagnostics(self, out: EDMStepOutput) -> dict:
-        """Rows logged every log_every steps beside train/loss."""
-        return {"train/sigma_median": out.terms.sigma.median()}
-
-    def get_extra_state(self) -> dict:
-        return {"gen": self._gen.get_state() if self._gen is not None else self._pending_state}
-
-    def set_extra_state(self, state: dict) -> None:
-        self._gen, self._pending_state = None, state["gen"]
 
 
 # ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""ConsistencyObjective: the whole per-step method of the paper (§4; docs/method.md) in one object.
+"""ConsistencyObjective: the whole per-step method of the paper (§4; docs/method.md) in one object;
+EDMObjective, the diffusion baseline's step, behind the same interface.
 
 N(k) from the curriculum -> Karras grid -> index draw i ~ p(i) -> unit noise -> coupling -> c(N, k)
 -> L = L_CT + w L_diff. The training loop (Lightning or a plain loop) calls `step`, checks `finite`,
@@ -18,11 +19,38 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lct.errors import LctError
+
 from ._checks import NonFiniteError
 from .diagnostics import residual_stats
+from .edm import EDM_P_MEAN, EDM_P_STD, edm_loss, lognormal_sigmas
 from .losses import LossTerms, LowNoiseDiffusion, lct_loss
 from .noise_levels import NoiseLevels
 from .schedules import sample_indices
+
+
+class DeviceGenerator:
+    """A seeded torch.Generator made on the device it is first asked for (the data's device is known only
+    at the first step); a state restored from a checkpoint before then is applied when it is made."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self._gen: torch.Generator | None = None
+        self._pending: torch.Tensor | None = None
+
+    def on(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device).manual_seed(self.seed)
+            if self._pending is not None:
+                self._gen.set_state(self._pending.cpu())
+                self._pending = None
+        return self._gen
+
+    def get_state(self) -> torch.Tensor | None:
+        return self._gen.get_state() if self._gen is not None else self._pending
+
+    def set_state(self, state: torch.Tensor | None) -> None:
+        self._gen, self._pending = None, state
 
 
 @dataclass
@@ -63,8 +91,7 @@ class ConsistencyObjective(nn.Module):
         self.total_steps, self.seed = int(total_steps), int(seed)
         self._grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.gen_idx = torch.Generator().manual_seed(self.seed)  # same on every rank: global draws
-        self._gen_noise: torch.Generator | None = None
-        self._pending_noise_state: torch.Tensor | None = None  # restored once the device is known
+        self.gen_noise = DeviceGenerator(self.seed + 1)
 
     def grid(self, n_scales: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigmas float64 CPU, index probabilities) of the N-point grid."""
@@ -75,14 +102,6 @@ class ConsistencyObjective(nn.Module):
 
     def n_scales(self, step: int) -> int:
         return self.curriculum(step, self.total_steps)
-
-    def _noise_generator(self, device: torch.device) -> torch.Generator:
-        if self._gen_noise is None or self._gen_noise.device != device:
-            self._gen_noise = torch.Generator(device).manual_seed(self.seed + 1)
-            if self._pending_noise_state is not None:
-                self._gen_noise.set_state(self._pending_noise_state.cpu())
-                self._pending_noise_state = None
-        return self._gen_noise
 
     def step(
         self,
@@ -99,7 +118,7 @@ class ConsistencyObjective(nn.Module):
         b = x0.shape[0]
         sl = slice(rank * b, (rank + 1) * b)
         idx_g = sample_indices(probs, b * world, self.gen_idx)
-        noise_g = torch.randn((b * world, *x0.shape[1:]), generator=self._noise_generator(x0.device), device=x0.device)
+        noise_g = torch.randn((b * world, *x0.shape[1:]), generator=self.gen_noise.on(x0.device), device=x0.device)
         tail = self.diffusion.mask(idx_g, n).sum().item() / world
         c = self.c(n, step)
         idx = idx_g[sl]
@@ -150,10 +169,87 @@ class ConsistencyObjective(nn.Module):
 
     # State beyond parameters (generators, the c schedule) rides in the module's state_dict.
     def get_extra_state(self) -> dict:
-        noise = self._gen_noise.get_state() if self._gen_noise is not None else self._pending_noise_state
-        return {"gen_idx": self.gen_idx.get_state(), "gen_noise": noise, "c": self.c.state_dict()}
+        return {"gen_idx": self.gen_idx.get_state(), "gen_noise": self.gen_noise.get_state(), "c": self.c.state_dict()}
 
     def set_extra_state(self, state: dict) -> None:
         self.gen_idx.set_state(state["gen_idx"])
-        self._gen_noise, self._pending_noise_state = None, state["gen_noise"]
+        self.gen_noise.set_state(state["gen_noise"])
         self.c.load_state_dict(state["c"])
+
+
+# ----------------------------------------------------------------------------
+# The diffusion baseline's objective (lct.core.edm): ConsistencyObjective's interface (step / observe /
+# after_optimizer_step, generator state in the state dict), so the same training module, EMA,
+# checkpoints, resume and DDP serve it.
+
+
+@dataclass
+class EDMTerms:
+    """One step's EDM loss: the batch mean `loss` of the per-sample weighted losses at noise levels `sigma`."""
+
+    loss: torch.Tensor  # ()
+    per_sample: torch.Tensor  # (B,), detached
+    sigma: torch.Tensor  # (B,)
+
+
+@dataclass
+class EDMStepOutput:
+    terms: EDMTerms | None
+    error: str | None = None  # why the step is not finite (a NaN/Inf in data or loss)
+
+    @property
+    def finite(self) -> bool:
+        return self.error is None
+
+
+class EDMObjective(nn.Module):
+    """EDM training (Karras et al. 2022, Table 1): ln sigma ~ N(P_mean, P_std^2), loss lambda(sigma) |D - x0|^2.
+
+    Data parallel as ConsistencyObjective: every rank draws the global batch's sigma and noise from one
+    identically seeded generator and keeps its own slice, so a W-process step equals the single-process one.
+    """
+
+    kind = "diffusion"
+
+    def __init__(self, levels: NoiseLevels, p_mean: float = EDM_P_MEAN, p_std: float = EDM_P_STD, seed: int = 0):
+        super().__init__()
+        if not p_std > 0:
+            raise LctError(f"method.edm.p_std must be > 0, got {p_std}")
+        self.levels, self.p_mean, self.p_std, self.seed = levels, float(p_mean), float(p_std), int(seed)
+        self.gen = DeviceGenerator(self.seed + 1)
+
+    def step(
+        self, student: nn.Module, x0: torch.Tensor, step: int, rank: int = 0, world: int = 1, gather=None
+    ) -> EDMStepOutput:
+        """The EDM loss of this rank's batch x0 (b, C, H, W).
+
+        `step` and `gather` are unused: EDM has no curriculum and no coupling."""
+        b = x0.shape[0]
+        sl = slice(rank * b, (rank + 1) * b)
+        gen = self.gen.on(x0.device)
+        sigma = lognormal_sigmas(b * world, self.p_mean, self.p_std, generator=gen, device=x0.device)[sl]
+        noise = torch.randn((b * world, *x0.shape[1:]), generator=gen, device=x0.device)[sl]
+        try:
+            per_sample = edm_loss(student, x0, noise, sigma, self.levels.sigma_data)
+        except NonFiniteError as err:
+            return EDMStepOutput(None, str(err))
+        loss = per_sample.mean()
+        if not bool(torch.isfinite(loss)):
+            return EDMStepOutput(None, "the loss is not finite")
+        return EDMStepOutput(EDMTerms(loss, per_sample.detach(), sigma))
+
+    def observe(self, out: EDMStepOutput) -> None:
+        """Nothing adapts to the loss (ConsistencyObjective's c schedule does)."""
+
+    def after_optimizer_step(self, student: nn.Module) -> None:
+        """No target network to update."""
+
+    def diagnostics(self, out: EDMStepOutput) -> dict:
+        """Rows logged every log_every steps beside train/loss."""
+        return {"train/sigma_median": out.terms.sigma.median()}
+
+    def get_extra_state(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
