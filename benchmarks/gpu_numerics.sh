@@ -9,13 +9,8 @@
 #     128) with trainer=gpu for up to 2,000 steps, counting non-finite steps.
 # benchmarks/collect_numerics.py gathers every run's metrics.csv into gpu_numerics.json.
 set -u
-cd "$(dirname "$0")/.."
-if ! python3 -c "import hydra, diffusers" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 WANDB_MODE=disabled
-OUT=${OUT:-benchmarks/out}; mkdir -p "$OUT"; RUNS=${RUNS:-/tmp/numerics}; mkdir -p "$RUNS"
+source "$(dirname "$0")/gpu_env.sh"
+RUNS=${RUNS:-/tmp/numerics}; mkdir -p "$RUNS"
 DEADLINE=$(( $(date +%s) + ${1:-300} ))
 # Build the built-in latent cache once, before the parallel runs.
 python3 -m lct.train trainer=gpu_fp32 trainer.max_steps=1 logger=none ~callbacks.progress ~callbacks.digits ~callbacks.sample_grid \

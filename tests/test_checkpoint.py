@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_utils import compose_cfg, fit
+from train_utils import compose_cfg, fit, sample_npz
 
 import lct.sample as sample_cli
 from lct.checkpoint import _read, load_for_sampling
@@ -35,21 +35,7 @@ def test_trained_checkpoint_samples_and_decodes_through_the_public_loader(tmp_pa
     bundle = load_for_sampling(ckpt)
     assert bundle.weights == "ema_0_999" and bundle.latent_shape == (4, 8, 8)
     for nfe in (1, 2):
-        out = sample_cli.main(
-            [
-                str(ckpt),
-                "--num-samples",
-                "3",
-                "--nfe",
-                str(nfe),
-                "--device",
-                "cpu",
-                "--out",
-                str(tmp_path / f"s{nfe}"),
-                "--no-png",
-            ]
-        )
-        z = np.load(out / "samples.npz")
+        z = sample_npz(ckpt, nfe, tmp_path / f"s{nfe}")
         assert z["images"].shape == (3, 32, 32, 3) and z["images"].dtype == np.uint8
         assert list(z["sigmas"]) == pytest.approx(NoiseLevels().nfe_sigmas(nfe))
         assert np.isfinite(z["latents"]).all() and z["images"].std() > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from test_eval_helpers import tiny_bundle
-from train_utils import compose_cfg, fit
+from train_utils import compose_cfg, fit, sample_npz
 
 import lct.evaluate as evaluate_cli
 import lct.sample as sample_cli
@@ -60,21 +60,7 @@ def test_edm_checkpoint_samples_with_heun_at_odd_nfe(edm_run, tmp_path):
     bundle = load_for_sampling(ckpt)
     assert bundle.kind == "diffusion" and isinstance(bundle.model, Denoiser) and bundle.weights == "ema_0_999"
     for nfe, steps in ((1, 1), (3, 2)):
-        out = sample_cli.main(
-            [
-                str(ckpt),
-                "--num-samples",
-                "3",
-                "--nfe",
-                str(nfe),
-                "--device",
-                "cpu",
-                "--out",
-                str(tmp_path / f"s{nfe}"),
-                "--no-png",
-            ]
-        )
-        z = np.load(out / "samples.npz")
+        z = sample_npz(ckpt, nfe, tmp_path / f"s{nfe}")
         assert z["images"].shape == (3, 32, 32, 3) and np.isfinite(z["latents"]).all()
         np.testing.assert_array_equal(z["sigmas"], heun_sigmas(steps).numpy())  # t_0 = 80, ..., t_N = 0
 

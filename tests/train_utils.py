@@ -33,3 +33,13 @@ def fit(cfg):
     module, dm, trainer, ckpt = build(cfg)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
     return module
+
+
+def sample_npz(ckpt, nfe: int, out, num_samples: int = 3):
+    """`python -m lct.sample CKPT` on the CPU without PNGs, at `nfe`; the samples.npz it wrote."""
+    import numpy as np
+
+    from lct import sample as sample_cli
+
+    args = [str(ckpt), *f"--num-samples {num_samples} --nfe {nfe} --device cpu --no-png --out".split(), str(out)]
+    return np.load(sample_cli.main(args) / "samples.npz")
