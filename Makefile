@@ -10,7 +10,7 @@ export WANDB_MODE ?= offline
 # 2 cores: OpenMP threads that spin-wait stall each other whenever anything else runs (see benchmarks/).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench study study-report clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,15 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_train.py
+
+# The ablation study (experiments/ablation/README.md): trains and scores every row x seed missing from
+# experiments/ablation/results.json (hours on a CPU), then regenerates its tables and plots.
+study: install
+	$(BIN)/python experiments/ablation/study.py run
+	$(BIN)/python experiments/ablation/study.py report
+
+study-report: install          # the tables and plots from results.json alone (seconds)
+	$(BIN)/python experiments/ablation/study.py report
 
 clean:
 	rm -rf $(VENV) outputs multirun

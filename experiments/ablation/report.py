@@ -1,0 +1,230 @@
+"""Tables (tables.md) and plots of the ablation study, from results.json alone (study.py report)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from study import CHAIN, EDM_NFE, PAPER_FID, ROWS
+
+C_ROWS = ["cauchy_ot", "cauchy_ot_c", "cauchy_ot_cfit", "cauchy_ot_conline"]
+TD_KEYS = [("train/td_std", "TD std"), ("train/td_kurtosis", "TD kurtosis"), ("train/td_outer_fence", "outer fence")]
+
+
+def by_row(runs: list[dict]) -> dict[str, list[dict]]:
+    rows = defaultdict(list)
+    for r in runs:
+        rows[r["row"]].append(r)
+    return {row: rows[row] for row in [*ROWS, *sorted(set(rows) - set(ROWS))] if row in rows}
+
+
+def stat(values: list[float], digits: int = 1) -> str:
+    """mean ± sample std (n = number of seeds; n < 3 is marked)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if len(v) == 0:
+        return "—"
+    text = f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+    return text + ("" if len(v) >= 3 else f" (n={len(v)})")
+
+
+def metric(run: dict, nfe: int, key: str, table: str = "results") -> float | None:
+    return run["metrics"].get(table, {}).get(f"{nfe}nfe", {}).get(key)
+
+
+def pr(runs: list[dict], nfe: int) -> str:
+    """precision / recall at `nfe`."""
+    p, r = ([metric(run, nfe, key) for run in runs] for key in ("precision", "recall"))
+    return f"{stat(p, 3)} / {stat(r, 3)}"
+
+
+def wall(runs: list[dict]) -> str:
+    return f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.0f}"
+
+
+def main_table(rows: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        "| row | seeds | steps | train min/run | FID 1 NFE | FID 2 NFE | P / R 1 NFE | digit FID 1 NFE | legible 1 NFE "
+        "| coverage 1 NFE | digit FID 2 NFE | paper FID 1 / 2 NFE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, runs in rows.items():
+        second = 3 if row == "edm" else 2  # EDM's cheapest multi-step point is Heun NFE 3
+        steps = runs[0]["steps"] + runs[0].get("init_edm_steps", 0)
+        steps_text = f"{runs[0]['init_edm_steps']} EDM + {runs[0]['steps']}" if runs[0].get("init_edm_steps") else steps
+        paper = PAPER_FID.get(row)
+        lines.append(
+            f"| `{row}` | {len(runs)} | {steps_text} | {wall(runs)} "
+            f"| {stat([metric(r, 1, 'fid') for r in runs])} "
+            f"| {stat([metric(r, second, 'fid') for r in runs])}{' (3 NFE)' if row == 'edm' else ''} "
+            f"| {pr(runs, 1)} "
+            f"| {stat([metric(r, 1, 'fid', 'digits') for r in runs], 2)} "
+            f"| {stat([metric(r, 1, 'legible', 'digits') for r in runs], 3)} "
+            f"| {stat([metric(r, 1, 'coverage', 'digits') for r in runs], 3)} "
+            f"| {stat([metric(r, second, 'fid', 'digits') for r in runs], 2)} "
+            f"| {f'{paper[0]} / {paper[1]}' if paper else '—'} |"
+        )
+    return lines
+
+
+def edm_table(runs: list[dict]) -> list[str]:
+    lines = ["| NFE (Heun) | FID | P / R | digit FID | legible |", "|---|---|---|---|---|"]
+    for n in EDM_NFE:
+        lines.append(
+            f"| {n} | {stat([metric(r, n, 'fid') for r in runs])} "
+            f"| {pr(runs, n)} "
+            f"| {stat([metric(r, n, 'fid', 'digits') for r in runs], 2)} "
+            f"| {stat([metric(r, n, 'legible', 'digits') for r in runs], 3)} |"
+        )
+    return lines
+
+
+def stages(run: dict) -> dict[float, dict[str, float]]:
+    """Per curriculum stage (N): the mean of each logged TD statistic and c over the stage's log rows."""
+    c = run["curves"]
+    if "train/N" not in c:
+        return {}
+    n_at = dict((s, v) for s, v in c["train/N"])
+    out: dict[float, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for key in [k for k, _ in TD_KEYS] + ["train/c"]:
+        for s, v in c.get(key, []):
+            if s in n_at:
+                out[n_at[s]][key].append(v)
+    return {n: {k: float(np.mean(v)) for k, v in d.items()} for n, d in sorted(out.items())}
+
+
+def td_table(rows: dict[str, list[dict]]) -> list[str]:
+    lines = ["| row | N | c | TD std | TD excess kurtosis | beyond outer fence |", "|---|---|---|---|---|---|"]
+    for row, runs in rows.items():
+        per = [stages(r) for r in runs]
+        if not per[0]:
+            continue
+        for n in per[0]:
+            mean = {k: np.mean([p[n][k] for p in per if n in p and k in p[n]]) for k in per[0][n]}
+            lines.append(
+                f"| `{row}` | {n:.0f} | {mean['train/c']:.4g} | {mean['train/td_std']:.4f} "
+                f"| {mean['train/td_kurtosis']:.2f} | {mean['train/td_outer_fence']:.4f} |"
+            )
+    return lines
+
+
+def curve_table(rows: dict[str, list[dict]]) -> list[str]:
+    steps = sorted({s for runs in rows.values() for r in runs for s, _ in r["curves"].get("digits/fid_1nfe", [])})
+    lines = ["| row | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    for row, runs in rows.items():
+        cells = []
+        for s in steps:
+            vals = [v for r in runs for t, v in r["curves"].get("digits/fid_1nfe", []) if t == s]
+            cells.append(stat(vals, 2))
+        lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    written = []
+    # FID (digit metric, in-loop, 256 samples) vs step, 1 NFE.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row, runs in rows.items():
+        curves = [dict((s, v) for s, v in r["curves"].get("digits/fid_1nfe", [])) for r in runs]
+        steps = sorted(set.intersection(*[set(c) for c in curves])) if curves and all(curves) else []
+        if not steps:
+            continue
+        offset = runs[0].get("init_edm_steps", 0)
+        m = np.array([[c[s] for s in steps] for c in curves])
+        ax.errorbar(np.array(steps) + offset, m.mean(0), yerr=m.std(0) if len(m) > 1 else None, marker="o", label=row)
+    ax.set(xlabel="training step (EDM steps included for *_init)", ylabel="digit FID, 1 NFE (256 samples)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "fid_vs_step.png", dpi=120)
+    plt.close(fig)
+    written.append("fid_vs_step.png")
+
+    # TD-residual statistics vs step along the chain.
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    for row, runs in rows.items():
+        if row == "edm" or "train/td_std" not in runs[0]["curves"]:
+            continue
+        for ax, key in zip(axes, ["train/td_std", "train/td_kurtosis", "train/td_outer_fence", "train/c"], strict=True):
+            s, v = np.array(runs[0]["curves"][key]).T
+            ax.plot(s, v, label=row, lw=1)
+            ax.set(title=key.split("/")[1] + " (seed " + str(runs[0]["seed"]) + ")", xlabel="step")
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "td_stats.png", dpi=110)
+    plt.close(fig)
+    written.append("td_stats.png")
+
+    # Inception FID per row, 1 and 2 NFE, seeds as points.
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    names = list(rows)
+    for j, (nfe, color) in enumerate([(1, "C0"), (2, "C1")]):
+        for i, row in enumerate(names):
+            n = 3 if (row == "edm" and nfe == 2) else nfe
+            vals = [metric(r, n, "fid") for r in rows[row]]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                ax.bar(i + 0.4 * j - 0.2, np.mean(vals), 0.4, color=color, label=f"{nfe} NFE" if i == 0 else None)
+                ax.plot([i + 0.4 * j - 0.2] * len(vals), vals, "k.", ms=3)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("Inception FID (1,000 vs 1,000)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "fid_rows.png", dpi=120)
+    plt.close(fig)
+    written.append("fid_rows.png")
+
+    # One grid per row (seed 0 where it exists), same evaluation noise.
+    tiles = [(row, out / "grids" / f"{row}_seed{min(r['seed'] for r in runs)}.png") for row, runs in rows.items()]
+    tiles = [(row, p) for row, p in tiles if p.exists()]
+    if tiles:
+        cols = min(4, len(tiles))
+        fig, axes = plt.subplots(-(-len(tiles) // cols), cols, figsize=(3 * cols, 3.2 * -(-len(tiles) // cols)))
+        for ax in np.atleast_1d(axes).ravel():
+            ax.axis("off")
+        for ax, (row, p) in zip(np.atleast_1d(axes).ravel(), tiles, strict=False):
+            ax.imshow(Image.open(p), cmap="gray")
+            ax.set_title(row, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "grids.png", dpi=100)
+        plt.close(fig)
+        written.append("grids.png")
+    return written
+
+
+def report(runs: list[dict], out: Path) -> None:
+    rows = by_row(runs)
+    devices = sorted({r["device"] for r in runs})
+    lines = [
+        "<!-- written by `python experiments/ablation/study.py report` from results.json; do not edit -->",
+        f"Machines: {'; '.join(devices)}. Threads per run: {sorted({r['threads'] for r in runs})}. "
+        "FID: Inception, 1,000 samples (seeds 10,000 + i) vs the fixed 1,000-digit reference; digit metrics "
+        "from the same 1,000 samples; mean ± sample std over seeds, n < 3 marked.",
+        "",
+        "## All rows",
+        "",
+        *main_table(rows),
+        "",
+    ]
+    if "edm" in rows:
+        lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
+    lines += ["## In-loop digit FID (1 NFE, 256 samples, seed 0 noise) vs step", "", *curve_table(rows), ""]
+    lines += ["## TD residual per curriculum stage (mean over the stage's log rows and seeds)", "", *td_table(rows), ""]
+    (out / "tables.md").write_text("\n".join(lines) + "\n")
+    written = plots(rows, out)
+    print(f"wrote {out / 'tables.md'} and {', '.join(written)} from {len(runs)} runs")
+
+
+if __name__ == "__main__":
+    report(json.loads((Path(__file__).parent / "results.json").read_text())["runs"], Path(__file__).parent)
+
+
+__all__ = ["report", "CHAIN", "C_ROWS"]

@@ -1,0 +1,260 @@
+"""The ablation study on the built-in data (experiments/ablation/README.md): train each row x seed, score it,
+and write everything into results.json; `report` regenerates every table and plot from results.json alone.
+
+    python experiments/ablation/study.py run --rows ilct cauchy_ot --seeds 0 1 2 --workers 2   # what is missing
+    python experiments/ablation/study.py report                                              # tables + plots
+    make study                                                                               # both, all rows
+
+A run's directory is outputs/study/<row>/seed<k> (resumable: `lct.train` continues an interrupted run from
+its newest checkpoint). Each finished run writes runs/<row>_seed<k>.json at once and results.json is rebuilt
+from those files, so a stopped sweep loses at most the runs in flight. Fixed before the first run and never
+tuned on: the evaluation noise (sample i uses seed EVAL_SEED + i), the 1,000-digit reference set (REF_SEED)
+and the in-loop digit-metric noise (seed 0, conf/callbacks/default.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RUNS_DIR = ROOT / "outputs" / "study"
+RECORDS = HERE / "runs"
+RESULTS = HERE / "results.json"
+EVAL_SEED = 10_000  # sample i of the final evaluation uses seed 10,000 + i (the in-loop metric uses 0 + i)
+REF_SEED = 0  # the reference digits: a seed-0 permutation of the wheel's 5,000, first 1,000 (class-balanced)
+NUM_EVAL = 1000
+EDM_NFE = [1, 3, 5, 11, 35]  # Heun: NFE = 2 steps - 1
+INIT_EDM_STEP = 500  # diffusion-initialised rows: this many EDM steps, then K - 500 consistency steps
+
+# Row -> Hydra overrides. The chain is the paper's Table 2(a); the c rows test the c hypothesis; the init
+# rows start consistency training from the same seed's EDM run at step INIT_EDM_STEP (equal total steps).
+ROWS: dict[str, list[str]] = {
+    "ilct": ["experiment=ilct"],
+    "cauchy": ["experiment=cauchy"],
+    "cauchy_diff": ["experiment=cauchy_diff"],
+    "cauchy_ot": ["experiment=cauchy_ot"],
+    "cauchy_ot_c": ["experiment=cauchy_ot_c"],
+    "slct": ["experiment=slct"],
+    "cauchy_ot_cfit": ["experiment=cauchy_ot_c", "c_schedule=fitted_mnist"],
+    "cauchy_ot_conline": ["experiment=cauchy_ot", "c_schedule=online"],
+    "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
+    "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
+    "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
+}
+CHAIN = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct"]
+PAPER_FID = {  # Table 2(a), CelebA-HQ 256, 1 / 2 NFE (docs/method.md)
+    "ilct": (37.15, 16.84),
+    "cauchy": (32.57, 15.43),
+    "cauchy_diff": (24.18, 13.54),
+    "cauchy_ot": (22.78, 11.81),
+    "cauchy_ot_c": (20.68, 10.37),
+    "slct": (16.79, 8.76),
+}
+ENV = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def run_dir(row: str, seed: int) -> Path:
+    return RUNS_DIR / row / f"seed{seed}"
+
+
+def edm_init_ckpt(seed: int) -> Path:
+    return run_dir("edm", seed) / "checkpoints" / f"epoch=0-step={INIT_EDM_STEP}.ckpt"
+
+
+def overrides(row: str, seed: int) -> list[str]:
+    extra = [f"init_from={edm_init_ckpt(seed)}"] if row.endswith("_init") else []
+    return [*ROWS[row], *extra, f"seed={seed}", f"hydra.run.dir={run_dir(row, seed)}"]
+
+
+def device_info(threads: int) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"device": f"cpu: {cpu}, {os.cpu_count()} cores", "threads": threads, "host": platform.node()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# One run: train (skipped when last.ckpt exists), evaluate, collect the logged curves, write the record.
+
+
+def train(row: str, seed: int, threads: int, log) -> float | None:
+    """Train unless done; returns the wall time of this call (None when it was already trained)."""
+    out = run_dir(row, seed)
+    if (out / "checkpoints" / "last.ckpt").exists():
+        return None
+    if row.endswith("_init") and not edm_init_ckpt(seed).exists():
+        raise RuntimeError(f"{row} seed {seed} needs {edm_init_ckpt(seed)}: run row edm seed {seed} first")
+    env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "lct.train", *overrides(row, seed)]
+    (out.parent).mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with open(out.parent / f"seed{seed}.train.log", "a") as f:
+        subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+    log(f"{row} seed {seed}: trained in {time.time() - t0:.0f} s")
+    return time.time() - t0
+
+
+def reference_images() -> Path:
+    """The fixed 1,000 real digits (REF_SEED), written once under outputs/study."""
+    import numpy as np
+
+    from lct.data.sources import load_mnist
+
+    path = RUNS_DIR / f"mnist_ref1000_seed{REF_SEED}.npy"
+    if not path.exists():
+        x, _ = load_mnist()
+        idx = np.random.default_rng(REF_SEED).permutation(len(x))[:1000]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, x[idx][:, None])
+    return path
+
+
+def evaluate(row: str, seed: int, threads: int) -> dict:
+    ckpt = run_dir(row, seed) / "checkpoints" / "last.ckpt"
+    out = run_dir(row, seed) / "eval"
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    nfe = EDM_NFE if row == "edm" else [1, 2]
+    env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [
+        sys.executable, "-m", "lct.evaluate", str(ckpt), "--out", str(out), "--num-samples", str(NUM_EVAL),
+        "--nfe", *map(str, nfe), "--seed", str(EVAL_SEED), "--metrics", "inception,digit", "--no-progress",
+        "--reference-images", str(reference_images()), "--num-reference", "1000",
+        "--reference", str(RUNS_DIR / f"reference_ref1000_seed{REF_SEED}.pt"), "--kid-subset-size", "500",
+    ]  # fmt: skip
+    with open(run_dir(row, seed).parent / f"seed{seed}.eval.log", "a") as f:
+        subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def grid(row: str, seed: int, threads: int) -> None:
+    """64 one-step EMA samples from the evaluation's first 64 noises: grids/<row>_seed<k>.png."""
+    dest = HERE / "grids" / f"{row}_seed{seed}.png"
+    if dest.exists():
+        return
+    out = run_dir(row, seed) / "grid"
+    env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    ckpt = run_dir(row, seed) / "checkpoints" / "last.ckpt"
+    cmd = [sys.executable, "-m", "lct.sample", str(ckpt), "--num-samples", "64", "--nfe", "1", "--no-png"]
+    cmd += ["--seed", str(EVAL_SEED), "--out", str(out)]
+    subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
+    dest.parent.mkdir(exist_ok=True)
+    dest.write_bytes((out / "grid.png").read_bytes())
+
+
+def logged_curves(row: str, seed: int) -> dict:
+    """Every logged column of the run's metrics.csv as {column: [[step, value], ...]} (empty cells dropped)."""
+    path = run_dir(row, seed) / "csv" / "version_0" / "metrics.csv"
+    curves: dict[str, list] = {}
+    with open(path) as f:
+        for rec in csv.DictReader(f):
+            for key, value in rec.items():
+                if key in ("epoch", "step") or value in ("", None):
+                    continue
+                curves.setdefault(key, []).append([int(rec["step"]), float(value)])
+    return curves
+
+
+def train_wall_time(row: str, seed: int) -> float:
+    """Seconds from the run's first file (its resolved config) to last.ckpt (also for adopted runs)."""
+    out = run_dir(row, seed)
+    return (out / "checkpoints" / "last.ckpt").stat().st_mtime - (out / "config_resolved.yaml").stat().st_mtime
+
+
+def run_one(row: str, seed: int, threads: int, log) -> dict:
+    import yaml
+
+    train(row, seed, threads, log)
+    t0 = time.time()
+    metrics = evaluate(row, seed, threads)
+    log(f"{row} seed {seed}: evaluated in {time.time() - t0:.0f} s")
+    grid(row, seed, threads)
+    from lct.ckpt_io import read_checkpoint_file
+
+    ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
+    config = yaml.safe_load((run_dir(row, seed) / "config_resolved.yaml").read_text())
+    record = {
+        "row": row,
+        "seed": seed,
+        "overrides": overrides(row, seed)[:-1],  # without the machine-specific run directory
+        "steps": int(ckpt["global_step"]),
+        "init_edm_steps": INIT_EDM_STEP if row.endswith("_init") else 0,
+        "train_wall_s": round(train_wall_time(row, seed), 1),
+        **device_info(threads),
+        "eval": {"num_samples": NUM_EVAL, "seed": EVAL_SEED, "reference": f"ref1000 seed {REF_SEED}"},
+        "metrics": {k: metrics[k] for k in ("results", "digits") if k in metrics},
+        "curves": logged_curves(row, seed),
+        "config": config,
+    }
+    RECORDS.mkdir(exist_ok=True)
+    tmp = RECORDS / f".{row}_seed{seed}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(RECORDS / f"{row}_seed{seed}.json")
+    merge()
+    log(f"{row} seed {seed}: 1-NFE FID {metrics['results']['1nfe']['fid']:.1f}")
+    return record
+
+
+def merge() -> list[dict]:
+    """results.json = every record under runs/, sorted by row order then seed."""
+    order = {r: i for i, r in enumerate(ROWS)}
+    records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
+    records.sort(key=lambda r: (order.get(r["row"], len(order)), r["seed"]))
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"runs": records}, indent=1))
+    tmp.replace(RESULTS)
+    return records
+
+
+def cmd_run(args) -> None:
+    done = {(r["row"], r["seed"]) for r in (merge() if RECORDS.exists() else [])}
+    jobs = [(r, s) for s in args.seeds for r in args.rows if args.force or (r, s) not in done]
+    # EDM rows first (stable otherwise): the init rows of the same seed start from its step-500 checkpoint.
+    jobs.sort(key=lambda j: j[0] != "edm")
+    log = lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: E731
+    log(f"{len(jobs)} run(s) to do: {jobs}")
+    with ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(run_one, r, s, args.threads, log) for r, s in jobs]
+        for (r, s), fut in zip(jobs, futures, strict=True):
+            try:
+                fut.result()
+            except Exception as exc:  # one failed run does not stop the others; its log says why
+                log(f"{r} seed {s} FAILED: {exc}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="train + evaluate the rows x seeds missing from results.json")
+    run.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    run.add_argument("--workers", type=int, default=2, help="runs at once")
+    run.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    run.add_argument("--force", action="store_true", help="re-score runs already in results.json")
+    sub.add_parser("report", help="tables and plots from results.json")
+    args = ap.parse_args()
+    if args.cmd == "run":
+        cmd_run(args)
+    else:
+        from report import report  # experiments/ablation/report.py
+
+        report(json.loads(RESULTS.read_text())["runs"], HERE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The ablation study's report (experiments/ablation/report.py): tables from results.json records alone."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ABLATION = Path(__file__).resolve().parents[1] / "experiments" / "ablation"
+sys.path.insert(0, str(ABLATION))
+
+import diagnose  # noqa: E402
+import report  # noqa: E402
+import study  # noqa: E402
+
+
+def record(row: str, seed: int, fid1: float, fid2: float) -> dict:
+    scores = lambda f: {"fid": f, "kid": 0.01, "precision": 0.2, "recall": 0.5}  # noqa: E731
+    digits = lambda f: {"fid": f / 10, "legible": 0.5, "coverage": 0.9}  # noqa: E731
+    curves = {
+        "train/N": [[24, 11.0], [49, 11.0], [74, 21.0]],
+        "train/c": [[24, 0.01], [49, 0.01], [74, 0.02]],
+        "train/td_std": [[24, 0.1], [49, 0.3], [74, 0.05]],
+        "train/td_kurtosis": [[24, 3.0], [49, 5.0], [74, 7.0]],
+        "train/td_outer_fence": [[24, 0.01], [49, 0.03], [74, 0.0]],
+        "digits/fid_1nfe": [[50, fid1 / 5], [100, fid1 / 10]],
+    }
+    return {
+        "row": row,
+        "seed": seed,
+        "steps": 100,
+        "init_edm_steps": 0,
+        "train_wall_s": 600.0,
+        "device": "cpu: test",
+        "threads": 1,
+        "metrics": {"results": {"1nfe": scores(fid1), "2nfe": scores(fid2)}, "digits": {"1nfe": digits(fid1)}},
+        "curves": curves,
+    }
+
+
+def test_report_tables_mean_std_and_seed_marks(tmp_path):
+    runs = [record("ilct", 0, 60.0, 70.0), record("ilct", 1, 62.0, 72.0), record("ilct", 2, 64.0, 74.0)]
+    runs.append(record("slct", 0, 90.0, 95.0))
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "| `ilct` | 3 | 100 | 10 | 62.0 ± 2.0 | 72.0 ± 2.0 |" in text
+    assert "| `slct` | 1 | 100 | 10 | 90.0 (n=1) | 95.0 (n=1) |" in text
+    assert "37.15 / 16.84" in text  # the paper's Table 2(a) beside ours
+    # Stage means: N = 11 averages the two rows logged at N = 11 (0.1, 0.3), then over seeds.
+    assert "| `ilct` | 11 | 0.01 | 0.2000 | 4.00 | 0.0200 |" in text
+    assert "| `ilct` | 12.40 ± 0.40 | 6.20 ± 0.20 |" in text  # in-loop digit FID at steps 50 and 100
+    for name in ("fid_vs_step.png", "td_stats.png", "fid_rows.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_every_study_row_composes(tmp_path):
+    """Each row's overrides compose into a config (a typo in a row would cost a run's time to find)."""
+    from train_utils import compose_cfg
+
+    for row in study.ROWS:
+        overrides = [o for o in study.overrides(row, 0) if not o.startswith(("hydra.", "init_from="))]
+        cfg = compose_cfg(tmp_path, overrides, data="mnist")
+        assert cfg.seed == 0
+
+
+def test_gradient_shares_closed_form():
+    """pseudo-Huber pulls every large residual alike (g -> lambda/2); Cauchy's pull fades as 1/sqrt(m)."""
+    m = torch.tensor([1e-6, 1.0, 100.0], dtype=torch.float64)
+    lam = torch.ones(3, dtype=torch.float64)
+    g = diagnose.grad_magnitudes(m, lam, c=1e-3)
+    assert g["pseudo_huber"][1:].tolist() == pytest.approx([0.5, 0.5], rel=1e-5)
+    assert g["cauchy"][1:].tolist() == pytest.approx([1.0, 0.1], rel=1e-5)
+    s = diagnose.shares(g["cauchy"], torch.tensor([False, False, True]), torch.tensor([False, True, True]))
+    assert s["outliers"] == pytest.approx(0.1 / float(g["cauchy"].sum()))
