@@ -46,11 +46,11 @@ def test_report_tables_mean_std_and_seed_marks(tmp_path):
     report.report(runs, tmp_path)
     text = (tmp_path / "tables.md").read_text()
     assert "| `ilct` | 3 | 100 | 10 | 62.0 ± 2.0 | 72.0 ± 2.0 |" in text
-    assert "| `slct` | 1 | 100 | 10 | 90.0 (n=1) | 95.0 (n=1) |" in text
+    assert "| `slct` | 1 (< 3) | 100 | 10 | 90.0 | 95.0 |" in text
     assert "37.15 / 16.84" in text  # the paper's Table 2(a) beside ours
     # Stage means: N = 11 averages the two rows logged at N = 11 (0.1, 0.3), then over seeds.
     assert "| `ilct` | 11 | 0.01 | 0.2000 | 4.00 | 0.0200 |" in text
-    assert "| `ilct` | 12.40 ± 0.40 | 6.20 ± 0.20 |" in text  # in-loop digit FID at steps 50 and 100
+    assert "| `ilct` (3) | 12.40 ± 0.40 | 6.20 ± 0.20 |" in text  # in-loop digit FID at steps 50 and 100
     for name in ("fid_vs_step.png", "td_stats.png", "fid_rows.png"):
         assert (tmp_path / name).stat().st_size > 0
 

@@ -21,12 +21,15 @@ def by_row(runs: list[dict]) -> dict[str, list[dict]]:
 
 
 def stat(values: list[float], digits: int = 1) -> str:
-    """mean ± sample std (n = number of seeds; n < 3 is marked)."""
+    """mean ± sample std over seeds (the mean alone for one seed; the tables' seeds column marks n < 3)."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if len(v) == 0:
         return "—"
-    text = f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
-    return text + ("" if len(v) >= 3 else f" (n={len(v)})")
+    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+
+
+def seeds(runs: list[dict]) -> str:
+    return str(len(runs)) + ("" if len(runs) >= 3 else " (< 3)")
 
 
 def metric(run: dict, nfe: int, key: str, table: str = "results") -> float | None:
@@ -46,8 +49,8 @@ def wall(runs: list[dict]) -> str:
 def main_table(rows: dict[str, list[dict]]) -> list[str]:
     lines = [
         "| row | seeds | steps | train min/run | FID 1 NFE | FID 2 NFE | P / R 1 NFE | digit FID 1 NFE | legible 1 NFE "
-        "| coverage 1 NFE | digit FID 2 NFE | paper FID 1 / 2 NFE |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| coverage 1 NFE | digit FID 2 NFE | digit FID 1 NFE, online weights | paper FID 1 / 2 NFE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, runs in rows.items():
         second = 3 if row == "edm" else 2  # EDM's cheapest multi-step point is Heun NFE 3
@@ -55,7 +58,7 @@ def main_table(rows: dict[str, list[dict]]) -> list[str]:
         steps_text = f"{runs[0]['init_edm_steps']} EDM + {runs[0]['steps']}" if runs[0].get("init_edm_steps") else steps
         paper = PAPER_FID.get(row)
         lines.append(
-            f"| `{row}` | {len(runs)} | {steps_text} | {wall(runs)} "
+            f"| `{row}` | {seeds(runs)} | {steps_text} | {wall(runs)} "
             f"| {stat([metric(r, 1, 'fid') for r in runs])} "
             f"| {stat([metric(r, second, 'fid') for r in runs])}{' (3 NFE)' if row == 'edm' else ''} "
             f"| {pr(runs, 1)} "
@@ -63,6 +66,7 @@ def main_table(rows: dict[str, list[dict]]) -> list[str]:
             f"| {stat([metric(r, 1, 'legible', 'digits') for r in runs], 3)} "
             f"| {stat([metric(r, 1, 'coverage', 'digits') for r in runs], 3)} "
             f"| {stat([metric(r, second, 'fid', 'digits') for r in runs], 2)} "
+            f"| {stat([metric(r, 1, 'fid', 'digits_online') for r in runs], 2)} "
             f"| {f'{paper[0]} / {paper[1]}' if paper else '—'} |"
         )
     return lines
@@ -109,6 +113,25 @@ def td_table(rows: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def diagnosis_table(diagnosis: list[dict]) -> list[str]:
+    """diagnose.py's output: per row and stage, where pseudo-Huber's and Cauchy's gradients go."""
+    lines = [
+        "| run | N | c | c² / median m | outliers (share of samples) | σ_i > 1 (share of samples) "
+        "| pseudo-Huber: gradient share on outliers / σ_i > 1 | Cauchy: gradient share on outliers / σ_i > 1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for d in diagnosis:
+        name = "/".join(Path(d["checkpoint"]).parts[-4:-2])
+        for s in d["stages"]:
+            ph, ca = s["pseudo_huber"], s["cauchy"]
+            lines.append(
+                f"| `{name}` | {s['N']} | {s['c']:.4f} | {s['c2_over_median_m']:.3f} | {s['outlier_frac']:.3f} "
+                f"| {s['high_noise_frac']:.2f} | {ph['outliers']:.3f} / {ph['high_noise']:.3f} "
+                f"| {ca['outliers']:.3f} / {ca['high_noise']:.3f} |"
+            )
+    return lines
+
+
 def curve_table(rows: dict[str, list[dict]]) -> list[str]:
     steps = sorted({s for runs in rows.values() for r in runs for s, _ in r["curves"].get("digits/fid_1nfe", [])})
     lines = ["| row | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
@@ -117,7 +140,7 @@ def curve_table(rows: dict[str, list[dict]]) -> list[str]:
         for s in steps:
             vals = [v for r in runs for t, v in r["curves"].get("digits/fid_1nfe", []) if t == s]
             cells.append(stat(vals, 2))
-        lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
+        lines.append(f"| `{row}` ({seeds(runs)}) | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -207,7 +230,7 @@ def report(runs: list[dict], out: Path) -> None:
         "<!-- written by `python experiments/ablation/study.py report` from results.json; do not edit -->",
         f"Machines: {'; '.join(devices)}. Threads per run: {sorted({r['threads'] for r in runs})}. "
         "FID: Inception, 1,000 samples (seeds 10,000 + i) vs the fixed 1,000-digit reference; digit metrics "
-        "from the same 1,000 samples; mean ± sample std over seeds, n < 3 marked.",
+        "from the same 1,000 samples; mean ± sample std over seeds; rows with fewer than 3 seeds say (< 3).",
         "",
         "## All rows",
         "",
@@ -218,6 +241,9 @@ def report(runs: list[dict], out: Path) -> None:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
     lines += ["## In-loop digit FID (1 NFE, 256 samples, seed 0 noise) vs step", "", *curve_table(rows), ""]
     lines += ["## TD residual per curriculum stage (mean over the stage's log rows and seeds)", "", *td_table(rows), ""]
+    if (out / "diagnosis.json").exists():
+        diagnosis = json.loads((out / "diagnosis.json").read_text())
+        lines += ["## Where the gradient goes (diagnose.py, final checkpoints)", "", *diagnosis_table(diagnosis), ""]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     written = plots(rows, out)
     print(f"wrote {out / 'tables.md'} and {', '.join(written)} from {len(runs)} runs")
