@@ -41,6 +41,26 @@ def test_trained_checkpoint_samples_and_decodes_through_the_public_loader(tmp_pa
         assert np.isfinite(z["latents"]).all() and z["images"].std() > 0
 
 
+def test_sampling_picks_the_ema_decay_or_the_student(tmp_path):
+    cfg = compose_cfg(
+        tmp_path,
+        ["experiment=ilct", "trainer.max_steps=3", "data.batch_size=16", "ema.decays=[0.999,0.5]", "ema.warmup=false"],
+        data="mnist",
+    )
+    fit(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert load_for_sampling(ckpt).weights == "ema_0_999"
+    latents = {
+        name: sample_npz(ckpt, 1, tmp_path / name, extra=flags)["latents"]
+        for name, flags in [("first", []), ("half", ["--ema-decay", "0.5"]), ("online", ["--no-ema"])]
+    }
+    assert not np.allclose(latents["first"], latents["half"]) and not np.allclose(latents["half"], latents["online"])
+    with pytest.raises(LctError, match="no ema_0_9 weights"):
+        sample_npz(ckpt, 1, tmp_path / "x", extra=["--ema-decay", "0.9"])
+    with pytest.raises(LctError, match="--no-ema and --ema-decay"):
+        sample_npz(ckpt, 1, tmp_path / "x", extra=["--ema-decay", "0.5", "--no-ema"])
+
+
 class _Evil:
     def __init__(self, path):
         self.path = path

@@ -47,7 +47,7 @@ def test_report_tables_mean_std_and_seed_marks(tmp_path):
     text = (tmp_path / "tables.md").read_text()
     assert "| `ilct` | 3 | 100 | 10 | 62.0 ± 2.0 | 72.0 ± 2.0 |" in text
     assert "| `slct` | 1 (< 3) | 100 | 10 | 90.0 | 95.0 |" in text
-    assert "37.15 / 16.84" in text  # the paper's Table 2(a) beside ours
+    assert "| 37.15, R 0.12; 16.84 |" in text  # the paper's Table 2(a) / Table 1 beside ours
     # Stage means: N = 11 averages the two rows logged at N = 11 (0.1, 0.3), then over seeds.
     assert "| `ilct` | 11 | 0.01 | 0.2000 | 4.00 | 0.0200 |" in text
     assert "| `ilct` (3) | 12.40 ± 0.40 | 6.20 ± 0.20 |" in text  # in-loop digit FID at steps 50 and 100

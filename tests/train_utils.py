@@ -35,11 +35,16 @@ def fit(cfg):
     return module
 
 
-def sample_npz(ckpt, nfe: int, out, num_samples: int = 3):
-    """`python -m lct.sample CKPT` on the CPU without PNGs, at `nfe`; the samples.npz it wrote."""
+def sample_npz(ckpt, nfe: int, out, num_samples: int = 3, extra=()):
+    """`python -m lct.sample CKPT` on the CPU without PNGs, at `nfe` (+ `extra` flags); the samples.npz it wrote."""
     import numpy as np
 
     from lct import sample as sample_cli
 
-    args = [str(ckpt), *f"--num-samples {num_samples} --nfe {nfe} --device cpu --no-png --out".split(), str(out)]
+    args = [
+        str(ckpt),
+        *f"--num-samples {num_samples} --nfe {nfe} --device cpu --no-png --out".split(),
+        str(out),
+        *extra,
+    ]
     return np.load(sample_cli.main(args) / "samples.npz")

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import CHAIN, EDM_NFE, PAPER_FID, ROWS
+from study import CHAIN, EDM_NFE, PAPER, ROWS
 
 C_ROWS = ["cauchy_ot", "cauchy_ot_c", "cauchy_ot_cfit", "cauchy_ot_conline"]
 TD_KEYS = [("train/td_std", "TD std"), ("train/td_kurtosis", "TD kurtosis"), ("train/td_outer_fence", "outer fence")]
@@ -42,6 +42,13 @@ def pr(runs: list[dict], nfe: int) -> str:
     return f"{stat(p, 3)} / {stat(r, 3)}"
 
 
+def paper_cell(paper) -> str:
+    if paper is None:
+        return "—"
+    fid1, recall, fid2 = paper
+    return f"{fid1}, R {recall}" + (f"; {fid2}" if fid2 is not None else "")
+
+
 def wall(runs: list[dict]) -> str:
     return f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.0f}"
 
@@ -49,14 +56,14 @@ def wall(runs: list[dict]) -> str:
 def main_table(rows: dict[str, list[dict]]) -> list[str]:
     lines = [
         "| row | seeds | steps | train min/run | FID 1 NFE | FID 2 NFE | P / R 1 NFE | digit FID 1 NFE | legible 1 NFE "
-        "| coverage 1 NFE | digit FID 2 NFE | digit FID 1 NFE, online weights | paper FID 1 / 2 NFE |",
+        "| coverage 1 NFE | digit FID 2 NFE | digit FID 1 NFE, online weights | paper: FID 1 NFE, recall; FID 2 NFE |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, runs in rows.items():
         second = 3 if row == "edm" else 2  # EDM's cheapest multi-step point is Heun NFE 3
         steps = runs[0]["steps"] + runs[0].get("init_edm_steps", 0)
         steps_text = f"{runs[0]['init_edm_steps']} EDM + {runs[0]['steps']}" if runs[0].get("init_edm_steps") else steps
-        paper = PAPER_FID.get(row)
+        paper = PAPER.get(row)
         lines.append(
             f"| `{row}` | {seeds(runs)} | {steps_text} | {wall(runs)} "
             f"| {stat([metric(r, 1, 'fid') for r in runs])} "
@@ -67,7 +74,7 @@ def main_table(rows: dict[str, list[dict]]) -> list[str]:
             f"| {stat([metric(r, 1, 'coverage', 'digits') for r in runs], 3)} "
             f"| {stat([metric(r, second, 'fid', 'digits') for r in runs], 2)} "
             f"| {stat([metric(r, 1, 'fid', 'digits_online') for r in runs], 2)} "
-            f"| {f'{paper[0]} / {paper[1]}' if paper else '—'} |"
+            f"| {paper_cell(paper)} |"
         )
     return lines
 

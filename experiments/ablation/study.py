@@ -53,13 +53,13 @@ ROWS: dict[str, list[str]] = {
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
 }
 CHAIN = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct"]
-PAPER_FID = {  # Table 2(a), CelebA-HQ 256, 1 / 2 NFE (docs/method.md)
-    "ilct": (37.15, 16.84),
-    "cauchy": (32.57, 15.43),
-    "cauchy_diff": (24.18, 13.54),
-    "cauchy_ot": (22.78, 11.81),
-    "cauchy_ot_c": (20.68, 10.37),
-    "slct": (16.79, 8.76),
+PAPER = {  # CelebA-HQ 256, epoch 1400: Table 2(a) (1 NFE FID, recall); 2 NFE from Table 1 where given (docs/method.md)
+    "ilct": (37.15, 0.12, 16.84),
+    "cauchy": (13.02, 0.36, None),
+    "cauchy_diff": (9.11, 0.41, None),
+    "cauchy_ot": (8.89, 0.42, None),
+    "cauchy_ot_c": (7.76, 0.47, None),
+    "slct": (7.27, 0.50, 6.93),
 }
 ENV = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}
 

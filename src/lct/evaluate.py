@@ -41,7 +41,7 @@ from lct.eval.reference import (
     tensor_batches,
 )
 from lct.eval.sampling import generate
-from lct.sample import add_sigma_args, resolve_sigma_mid
+from lct.sample import add_sigma_args, resolve_sigma_mid, selected_weights
 
 SEARCH_INDICES = list(range(380, 481, 10))  # brackets the paper's best 420-440
 METRICS = ("inception", "digit")
@@ -189,7 +189,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if args.search and "inception" not in args.metrics:
         raise LctError("--search sweeps the Inception FID: add inception to --metrics, or drop --search")
-    bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
+    bundle = load_bundle(args.checkpoint, ema=selected_weights(args), device=args.device)
     args.nfe = args.nfe or list(DEFAULT_NFE[bundle.kind])
     if args.search and bundle.kind == "diffusion":
         raise LctError(
@@ -201,7 +201,7 @@ def main(argv=None) -> dict:
         "checkpoint": str(args.checkpoint),
         "kind": bundle.kind,
         "protocol": args.protocol,
-        "ema": not args.no_ema,
+        "weights": bundle.weights,
         "seed": args.seed,
         "results": {},
     }
@@ -231,7 +231,7 @@ def inception_report(args, bundle, sample_fn, sigmas: dict, out: Path, report: d
     count = authors_sample_count if authors else int
     ref = build_reference(args, bundle, metrics)
     metrics.set_reference(ref, 0, 1)
-    meta = {"checkpoint": file_fingerprint(args.checkpoint), "ema": not args.no_ema}
+    meta = {"checkpoint": file_fingerprint(args.checkpoint), "weights": bundle.weights}
     noise = bundle.noise
 
     def evaluate(sigmas, n):

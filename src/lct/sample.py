@@ -37,9 +37,22 @@ def add_sigma_args(p: argparse.ArgumentParser) -> None:
         "checkpoint's method.sigma: index 430 of 641, the paper's best 420-440)",
     )
     p.add_argument("--no-ema", action="store_true", help="use the online weights instead of the EMA")
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=None,
+        help="sample the EMA with this decay (one of the run's ema.decays; default: the first)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--batch-size", type=int, default=64)
+
+
+def selected_weights(args) -> bool | float:
+    """load_bundle's `ema` from --no-ema / --ema-decay: False (the student), True (the first EMA) or a decay."""
+    if args.no_ema and args.ema_decay is not None:
+        raise LctError("--no-ema and --ema-decay name different weights; pass one of them")
+    return False if args.no_ema else (args.ema_decay if args.ema_decay is not None else True)
 
 
 def resolve_sigma_mid(args, noise) -> float:
@@ -77,7 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Path:
     args = parse_args(argv)
-    bundle = load_bundle(args.checkpoint, ema=not args.no_ema, device=args.device)
+    bundle = load_bundle(args.checkpoint, ema=selected_weights(args), device=args.device)
     if args.sigmas and bundle.kind == "diffusion":
         raise LctError(
             f"--sigmas is for consistency checkpoints; {args.checkpoint} is a diffusion (EDM) checkpoint: "
@@ -110,7 +123,7 @@ def main(argv=None) -> Path:
     meta = {
         "checkpoint": str(args.checkpoint),
         "kind": bundle.kind,
-        "ema": not args.no_ema,
+        "weights": bundle.weights,
         "sigmas": sigmas,
         "seeds": [seeds[0], seeds[-1]],
         "num_samples": len(seeds),
