@@ -73,7 +73,8 @@ def edm_init_ckpt(seed: int) -> Path:
 
 
 def overrides(row: str, seed: int) -> list[str]:
-    extra = [f"init_from={edm_init_ckpt(seed)}"] if row.endswith("_init") else []
+    # Quoted: Lightning's checkpoint names (epoch=0-step=500.ckpt) hold '=', which Hydra's override grammar rejects.
+    extra = [f'init_from="{edm_init_ckpt(seed)}"'] if row.endswith("_init") else []
     return [*ROWS[row], *extra, f"seed={seed}", f"hydra.run.dir={run_dir(row, seed)}"]
 
 
