@@ -146,16 +146,20 @@ def evaluate(row: str, seed: int, threads: int, inception_nfe: list[int]) -> dic
     inception_nfe = [n for n in nfe if n in inception_nfe or (row == "edm" and n in EDM_INCEPTION_NFE)]
     reference = ["--reference-images", str(reference_images()), "--num-reference", "1000", "--kid-subset-size", "500"]
     reference += ["--reference", str(RUNS_DIR / f"reference_ref1000_seed{REF_SEED}.pt")]
-    if (run_dir(row, seed) / "eval" / "metrics.json").exists():  # written by an earlier sweep: keep its NFE
+    if (run_dir(row, seed) / "eval" / "metrics.json").exists():  # written by an earlier sweep
         ema = _evaluate(row, seed, threads, "eval", [], [])
     else:
         ema = _evaluate(row, seed, threads, "eval", inception_nfe, ["--metrics", "inception,digit", *reference])
-    rest = [n for n in nfe if f"{n}nfe" not in ema.get("digits", {})]
-    digits = {**ema.get("digits", {})}
+    results, digits = {**ema.get("results", {})}, {**ema.get("digits", {})}
+    for n in [n for n in inception_nfe if f"{n}nfe" not in results]:  # asked for after the first scoring
+        results.update(
+            _evaluate(row, seed, threads, f"eval_{n}nfe", [n], ["--metrics", "inception", *reference])["results"]
+        )
+    rest = [n for n in nfe if f"{n}nfe" not in digits]
     if rest:
         digits.update(_evaluate(row, seed, threads, "eval_digits", rest, ["--metrics", "digit"])["digits"])
     online = _evaluate(row, seed, threads, "eval_online", nfe, ["--metrics", "digit", "--no-ema"])
-    return {"results": ema.get("results", {}), "digits": digits, "digits_online": online["digits"]}
+    return {"results": results, "digits": digits, "digits_online": online["digits"]}
 
 
 def grid(row: str, seed: int, threads: int) -> None:
@@ -269,7 +273,9 @@ def main() -> None:
         help="NFE scored with Inception FID (the rest: digit metrics only); EDM: 1, 35 and these of its NFE",
     )
     run.add_argument(
-        "--force", action="store_true", help="rebuild the records of runs in results.json (missing scores computed)"
+        "--force",
+        action="store_true",
+        help="rebuild the records of runs in results.json, computing missing scores (e.g. --inception-nfe 1 2)",
     )
     sub.add_parser("report", help="tables and plots from results.json")
     args = ap.parse_args()
