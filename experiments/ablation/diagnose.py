@@ -19,7 +19,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 SIGMA_HIGH = 1.0  # "high noise": sigma_i above this (1-NFE generation starts at sigma_max = 80)
@@ -40,22 +39,18 @@ def shares(g: torch.Tensor, outlier: torch.Tensor, high: torch.Tensor) -> dict[s
 
 @torch.no_grad()
 def diagnose(path: str, batches: int = 8, seed: int = 1234) -> dict:
-    from omegaconf import OmegaConf
-
-    from lct.builders import build_datamodule, build_objective, build_student
+    from lct.builders import build_datamodule, build_objective
+    from lct.checkpoint import load_for_sampling
     from lct.ckpt_io import read_checkpoint_file
 
-    ckpt = read_checkpoint_file(path)
-    cfg = OmegaConf.create(ckpt["lct"]["config"])
-    student = build_student(cfg)
-    prefix = "student."
-    student.load_state_dict({k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)})
-    student.eval()
+    bundle = load_for_sampling(path, ema=False)  # the student whose residuals the run trained on
+    student, cfg = bundle.model, bundle.cfg
+    ckpt = read_checkpoint_file(path, mmap=True)  # its step and the objective's state (c) only
     dm = build_datamodule(cfg)
     dm.setup("fit")
     K = int(ckpt["global_step"])
     objective = build_objective(cfg, student, K, dm.latent_shape)
-    c_state = ckpt["state_dict"].get("objective._extra_state", {}).get("c") if "state_dict" in ckpt else None
+    c_state = ckpt["state_dict"].get("objective._extra_state", {}).get("c")
     if c_state:
         objective.c.load_state_dict(c_state)
     torch.manual_seed(seed)
@@ -120,5 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

@@ -7,10 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import CHAIN, EDM_NFE, PAPER, ROWS
+from study import EDM_NFE, PAPER, ROWS
 
-C_ROWS = ["cauchy_ot", "cauchy_ot_c", "cauchy_ot_cfit", "cauchy_ot_conline"]
-TD_KEYS = [("train/td_std", "TD std"), ("train/td_kurtosis", "TD kurtosis"), ("train/td_outer_fence", "outer fence")]
+TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
 
 def by_row(runs: list[dict]) -> dict[str, list[dict]]:
@@ -61,8 +60,8 @@ def main_table(rows: dict[str, list[dict]]) -> list[str]:
     ]
     for row, runs in rows.items():
         second = 3 if row == "edm" else 2  # EDM's cheapest multi-step point is Heun NFE 3
-        steps = runs[0]["steps"] + runs[0].get("init_edm_steps", 0)
-        steps_text = f"{runs[0]['init_edm_steps']} EDM + {runs[0]['steps']}" if runs[0].get("init_edm_steps") else steps
+        edm_steps = runs[0].get("init_edm_steps", 0)
+        steps_text = f"{edm_steps} EDM + {runs[0]['steps']}" if edm_steps else runs[0]["steps"]
         paper = PAPER.get(row)
         lines.append(
             f"| `{row}` | {seeds(runs)} | {steps_text} | {wall(runs)} "
@@ -98,7 +97,7 @@ def stages(run: dict) -> dict[float, dict[str, float]]:
         return {}
     n_at = dict((s, v) for s, v in c["train/N"])
     out: dict[float, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for key in [k for k, _ in TD_KEYS] + ["train/c"]:
+    for key in [*TD_KEYS, "train/c"]:
         for s, v in c.get(key, []):
             if s in n_at:
                 out[n_at[s]][key].append(v)
@@ -258,6 +257,3 @@ def report(runs: list[dict], out: Path) -> None:
 
 if __name__ == "__main__":
     report(json.loads((Path(__file__).parent / "results.json").read_text())["runs"], Path(__file__).parent)
-
-
-__all__ = ["report", "CHAIN", "C_ROWS"]

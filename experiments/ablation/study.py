@@ -52,7 +52,6 @@ ROWS: dict[str, list[str]] = {
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
 }
-CHAIN = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct"]
 PAPER = {  # CelebA-HQ 256, epoch 1400: Table 2(a) (1 NFE FID, recall); 2 NFE from Table 1 where given (docs/method.md)
     "ilct": (37.15, 0.12, 16.84),
     "cauchy": (13.02, 0.36, None),
@@ -78,6 +77,13 @@ def overrides(row: str, seed: int) -> list[str]:
     return [*ROWS[row], *extra, f"seed={seed}", f"hydra.run.dir={run_dir(row, seed)}"]
 
 
+def launch(cmd: list[str], threads: int, log_path: Path | None) -> None:
+    """Run an lct command from the repository root with `threads` torch threads, offline; output to log_path."""
+    env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log_path or os.devnull, "a") as f:
+        subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+
+
 def device_info(threads: int) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -94,21 +100,17 @@ def device_info(threads: int) -> dict:
 # One run: train (skipped when last.ckpt exists), evaluate, collect the logged curves, write the record.
 
 
-def train(row: str, seed: int, threads: int, log) -> float | None:
-    """Train unless done; returns the wall time of this call (None when it was already trained)."""
+def train(row: str, seed: int, threads: int, log) -> None:
+    """Train unless done (its last.ckpt exists); the wall time is read from the run's files (train_wall_time)."""
     out = run_dir(row, seed)
     if (out / "checkpoints" / "last.ckpt").exists():
-        return None
+        return
     if row.endswith("_init") and not edm_init_ckpt(seed).exists():
         raise RuntimeError(f"{row} seed {seed} needs {edm_init_ckpt(seed)}: run row edm seed {seed} first")
-    env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "lct.train", *overrides(row, seed)]
-    (out.parent).mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    with open(out.parent / f"seed{seed}.train.log", "a") as f:
-        subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+    launch(["lct.train", *overrides(row, seed)], threads, out.parent / f"seed{seed}.train.log")
     log(f"{row} seed {seed}: trained in {time.time() - t0:.0f} s")
-    return time.time() - t0
 
 
 def reference_images() -> Path:
@@ -130,12 +132,9 @@ def _evaluate(row: str, seed: int, threads: int, out: str, nfe: list[int], flags
     """One `lct.evaluate` call on the run's last.ckpt (skipped when its metrics.json exists)."""
     out = run_dir(row, seed) / out
     if not (out / "metrics.json").exists():
-        env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        cmd = [sys.executable, "-m", "lct.evaluate", str(run_dir(row, seed) / "checkpoints" / "last.ckpt")]
-        cmd += ["--out", str(out), "--num-samples", str(NUM_EVAL), "--seed", str(EVAL_SEED), "--no-progress"]
-        cmd += ["--nfe", *map(str, nfe), *flags]
-        with open(run_dir(row, seed).parent / f"seed{seed}.eval.log", "a") as f:
-            subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+        cmd = ["lct.evaluate", str(run_dir(row, seed) / "checkpoints" / "last.ckpt"), "--out", str(out)]
+        cmd += ["--num-samples", str(NUM_EVAL), "--seed", str(EVAL_SEED), "--no-progress", "--nfe", *map(str, nfe)]
+        launch([*cmd, *flags], threads, run_dir(row, seed).parent / f"seed{seed}.eval.log")
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -168,11 +167,9 @@ def grid(row: str, seed: int, threads: int) -> None:
     if dest.exists():
         return
     out = run_dir(row, seed) / "grid"
-    env = {**os.environ, **ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     ckpt = run_dir(row, seed) / "checkpoints" / "last.ckpt"
-    cmd = [sys.executable, "-m", "lct.sample", str(ckpt), "--num-samples", "64", "--nfe", "1", "--no-png"]
-    cmd += ["--seed", str(EVAL_SEED), "--out", str(out)]
-    subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
+    cmd = ["lct.sample", str(ckpt), "--num-samples", "64", "--nfe", "1", "--no-png"]
+    launch([*cmd, "--seed", str(EVAL_SEED), "--out", str(out)], threads, None)
     dest.parent.mkdir(exist_ok=True)
     dest.write_bytes((out / "grid.png").read_bytes())
 

@@ -103,6 +103,11 @@ class ConsistencyObjective(nn.Module):
     def n_scales(self, step: int) -> int:
         return self.curriculum(step, self.total_steps)
 
+    def draw(self, probs: torch.Tensor, shape: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step's global draws, identical on every rank: grid indices (from `probs`) and unit noise."""
+        idx = sample_indices(probs, shape[0], self.gen_idx)
+        return idx, torch.randn(shape, generator=self.gen_noise.on(device), device=device)
+
     def step(
         self,
         student: nn.Module,
@@ -117,8 +122,7 @@ class ConsistencyObjective(nn.Module):
         sigmas, probs = self.grid(n)
         b = x0.shape[0]
         sl = slice(rank * b, (rank + 1) * b)
-        idx_g = sample_indices(probs, b * world, self.gen_idx)
-        noise_g = torch.randn((b * world, *x0.shape[1:]), generator=self.gen_noise.on(x0.device), device=x0.device)
+        idx_g, noise_g = self.draw(probs, (b * world, *x0.shape[1:]), x0.device)
         tail = self.diffusion.mask(idx_g, n).sum().item() / world
         c = self.c(n, step)
         idx = idx_g[sl]
