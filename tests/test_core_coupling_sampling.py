@@ -10,12 +10,14 @@ from torch import nn
 from lct.core import (
     PAPER,
     ConsistencyFunction,
+    MinibatchOT,
     ema_decay,
     ema_update,
     multistep_sample,
     onestep_sample,
     ot_pair,
     ot_permutation,
+    pair_cost_reduction,
     sq_euclidean_cost,
     twostep_sample,
 )
@@ -122,3 +124,30 @@ def test_ot_cost_is_computed_in_fp32_under_bf16_autocast():
         under = core.sq_euclidean_cost(x, n)
     assert np.array_equal(ref, under)
     assert (core.ot_permutation(ref) == core.ot_permutation(under)).all()
+
+
+def test_blockwise_ot_is_a_permutation_within_blocks_and_weaker():
+    g = torch.Generator().manual_seed(3)
+    x, n = 0.5 * torch.randn(32, 4, 4, 4, generator=g), torch.randn(32, 4, 4, 4, generator=g)
+    C = sq_euclidean_cost(x, n)
+    full, whole = ot_permutation(C), ot_permutation(C, block=32)
+    assert (full == whole).all()  # block >= B is the plain coupling
+    assert (ot_permutation(C, block=1) == np.arange(32)).all()  # block 1 is the independent pairing
+    p4 = ot_permutation(C, block=4)
+    assert sorted(p4.tolist()) == list(range(32)) and (p4 // 4 == np.arange(32) // 4).all()
+    for s in range(0, 32, 4):  # each block is its own exact optimum
+        blk = C[s : s + 4, s : s + 4]
+        best = min(blk[np.arange(4), list(p)].sum() for p in itertools.permutations(range(4)))
+        assert blk[np.arange(4), p4[s : s + 4] - s].sum() == pytest.approx(best, rel=1e-12)
+    r1, r4, r32 = (pair_cost_reduction(C, p) for p in (np.arange(32), p4, full))
+    assert r1 == 0.0 and 0.0 < r4 < r32 < 1.0
+    assert (ot_pair(x, n, block=4) == n[torch.as_tensor(p4)]).all()
+    assert (MinibatchOT(block=4)(x, n, slice(0, 32)) == n[torch.as_tensor(p4)]).all()
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        MinibatchOT(block=0)
+
+
+def test_pair_cost_reduction_closed_form():
+    C = np.array([[4.0, 1.0], [1.0, 4.0]])
+    assert pair_cost_reduction(C, np.array([0, 1])) == 0.0
+    assert pair_cost_reduction(C, np.array([1, 0])) == pytest.approx(0.75)  # 1 - 1/4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -74,3 +75,10 @@ def test_gradient_shares_closed_form():
     assert g["cauchy"][1:].tolist() == pytest.approx([1.0, 0.1], rel=1e-5)
     s = diagnose.shares(g["cauchy"], torch.tensor([False, False, True]), torch.tensor([False, True, True]))
     assert s["outliers"] == pytest.approx(0.1 / float(g["cauchy"].sum()))
+
+
+def test_report_coupling_strength_table(tmp_path):
+    rows = [{"data": "isotropic, D = 256", "exact": 0.122, "block 4": 0.042}]
+    (tmp_path / "coupling.json").write_text(json.dumps({"batch": 128, "trials": 2, "rows": rows}))
+    report.report([record("ilct", 0, 60.0, 70.0)], tmp_path)
+    assert "| isotropic, D = 256 | 0.122 | 0.042 |" in (tmp_path / "tables.md").read_text()

@@ -4,6 +4,7 @@ on the same TD residuals (experiments/ablation/README.md, question 2).
 
     python experiments/ablation/diagnose.py outputs/study/ilct/seed0/checkpoints/last.ckpt [more.ckpt ...] \
         --out experiments/ablation/diagnosis.json
+    python experiments/ablation/diagnose.py --coupling experiments/ablation/coupling.json   # OT strength
 
 For a per-sample metric rho(m), m = mean_D d^2, the gradient with respect to d is lambda * rho'(m) * 2 d / D,
 so sample i pulls with magnitude g_i ∝ lambda_i rho'(m_i) sqrt(m_i):
@@ -94,12 +95,51 @@ def diagnose(path: str, batches: int = 8, seed: int = 1234) -> dict:
     return result
 
 
+def coupling_strength(root: str = "data/mnist", batch: int = 128, trials: int = 20, seed: int = 0) -> dict:
+    """How tightly each OT coupling ties x0 to its unit noise (pair_cost_reduction, mean over `trials`
+    batches): on the built-in latents, and on isotropic Gaussian data of the same scale (sigma_data = 0.5) at
+    D = 256 and at the paper's D = 4,096."""
+    import numpy as np
+
+    from lct.core import ot_permutation, pair_cost_reduction, sq_euclidean_cost
+    from lct.data.loader import LatentBatchDataset
+    from lct.data.shards import LatentShards, load_stats, read_metadata
+
+    meta = read_metadata(root)
+    data = LatentBatchDataset(LatentShards(root, meta), *load_stats(root, meta), sigma_data=0.5)
+    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    dim = int(np.prod(data.shards.shape))
+    sources = {
+        f"built-in latents, D = {dim}": lambda: data[rng.choice(len(data), batch, replace=False)],
+        "isotropic, D = 256": lambda: 0.5 * torch.randn(batch, 256, generator=g),
+        "isotropic, D = 4096 (the paper's 32x32x4)": lambda: 0.5 * torch.randn(batch, 4096, generator=g),
+    }
+    out = {"batch": batch, "trials": trials, "rows": []}
+    for name, draw in sources.items():
+        r = {"exact": [], "block 4": []}
+        for _ in range(trials):
+            x0 = draw()
+            cost = sq_euclidean_cost(x0, torch.randn(x0.shape, generator=g))
+            r["exact"].append(pair_cost_reduction(cost, ot_permutation(cost)))
+            r["block 4"].append(pair_cost_reduction(cost, ot_permutation(cost, block=4)))
+        out["rows"].append({"data": name, **{k: float(np.mean(v)) for k, v in r.items()}})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("checkpoints", nargs="*")
     ap.add_argument("--out", default=None)
     ap.add_argument("--batches", type=int, default=8, help="batches of the run's size per stage")
+    ap.add_argument("--coupling", metavar="JSON", help="measure the OT coupling strength into JSON")
     args = ap.parse_args()
+    if args.coupling:
+        result = coupling_strength()
+        for row in result["rows"]:
+            print(f"  {row['data']}: exact OT {row['exact']:.3f}, block-4 OT {row['block 4']:.3f}")
+        Path(args.coupling).write_text(json.dumps(result, indent=1))
+    if not args.checkpoints:
+        return
     results = [diagnose(p, args.batches) for p in args.checkpoints]
     for r in results:
         print(r["checkpoint"])

@@ -250,6 +250,17 @@ def report(runs: list[dict], out: Path) -> None:
     if (out / "diagnosis.json").exists():
         diagnosis = json.loads((out / "diagnosis.json").read_text())
         lines += ["## Where the gradient goes (diagnose.py, final checkpoints)", "", *diagnosis_table(diagnosis), ""]
+    if (out / "coupling.json").exists():
+        coupling = json.loads((out / "coupling.json").read_text())
+        lines += [
+            f"## OT coupling strength (diagnose.py --coupling: 1 − paired / independent mean cost, B = "
+            f"{coupling['batch']}, {coupling['trials']} batches)",
+            "",
+            "| data | exact OT | block-4 OT |",
+            "|---|---|---|",
+            *(f"| {r['data']} | {r['exact']:.3f} | {r['block 4']:.3f} |" for r in coupling["rows"]),
+            "",
+        ]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     written = plots(rows, out)
     print(f"wrote {out / 'tables.md'} and {', '.join(written)} from {len(runs)} runs")

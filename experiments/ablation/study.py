@@ -48,6 +48,12 @@ ROWS: dict[str, list[str]] = {
     "slct": ["experiment=slct"],
     "cauchy_ot_cfit": ["experiment=cauchy_ot_c", "c_schedule=fitted_mnist"],
     "cauchy_ot_conline": ["experiment=cauchy_ot", "c_schedule=online"],
+    # Recipe candidates (question 4): the full method without the component that loses at this scale (OT).
+    "slct_noot": ["experiment=slct", "coupling=none"],
+    "cauchy_diff_c": ["experiment=cauchy_diff", "c_schedule=adaptive"],
+    # Is OT too strong at D = 256? Block-4 OT ties x0 to noise about as tightly as whole-batch OT does at the
+    # paper's D = 4,096 (docs/method.md, "OT coupling strength").
+    "cauchy_ot_block4": ["experiment=cauchy_ot", "coupling=ot_block4"],
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],

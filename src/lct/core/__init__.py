@@ -2,7 +2,7 @@
 
 from ._checks import NonFiniteError
 from .c_schedules import AdaptiveC, ConstantC, OnlineC, adaptive_c, ict_default_c
-from .coupling import MinibatchOT, NoCoupling, ot_pair, ot_permutation, sq_euclidean_cost
+from .coupling import MinibatchOT, NoCoupling, ot_pair, ot_permutation, pair_cost_reduction, sq_euclidean_cost
 from .diagnostics import residual_stats
 from .edm import Denoiser
 from .ema import ema_decay, ema_update

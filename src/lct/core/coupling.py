@@ -27,17 +27,30 @@ def sq_euclidean_cost(x0: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
 
 
 def ot_permutation(
-    cost: np.ndarray, method: str = "exact", reg: float = 0.05, generator: torch.Generator | None = None
+    cost: np.ndarray,
+    method: str = "exact",
+    reg: float = 0.05,
+    generator: torch.Generator | None = None,
+    block: int | None = None,
 ) -> np.ndarray:
-    """perm with data j paired to noise perm[j], from a (B, B) cost matrix."""
+    """perm with data j paired to noise perm[j], from a (B, B) cost matrix.
+
+    block: solve each run of `block` consecutive rows against the same `block` columns on its own (a weaker
+    coupling; the rows are in random order already). None: the whole batch."""
     check_choice("OT method", method, OT_METHODS)
+    b = cost.shape[0]
+    if block is not None and block < b:
+        if block < 1:
+            raise ValueError(f"OT block must be >= 1, got {block}")
+        return np.concatenate(
+            [s + ot_permutation(cost[s : s + block, s : s + block], method, reg, generator) for s in range(0, b, block)]
+        )
     if method == "exact":  # Hungarian algorithm; same optimum as POT's network simplex
         from scipy.optimize import linear_sum_assignment
 
         return linear_sum_assignment(cost)[1]
     import ot
 
-    b = cost.shape[0]
     a = np.full(b, 1.0 / b)
     if method == "pot":  # uniform marginals => the EMD plan is a permutation matrix
         return ot.emd(a, a, cost).argmax(1)
@@ -52,13 +65,22 @@ def ot_pair(
     method: str = "exact",
     reg: float = 0.05,
     generator: torch.Generator | None = None,
+    block: int | None = None,
 ) -> torch.Tensor:
     """The noise batch permuted so that (x0_j, noise_j) is the minibatch-OT coupling."""
     check_same_shape("x0", x0, "noise", noise)
     check_finite("x0", x0)
     check_finite("noise", noise)
-    perm = ot_permutation(sq_euclidean_cost(x0, noise), method, reg, generator)
+    perm = ot_permutation(sq_euclidean_cost(x0, noise), method, reg, generator, block)
     return noise[torch.as_tensor(perm, device=noise.device)]
+
+
+def pair_cost_reduction(cost: np.ndarray, perm: np.ndarray) -> float:
+    """1 - mean paired cost / mean cost of the independent pairing (the diagonal): how strongly a coupling
+    ties each x0 to its noise. Exact OT at B = 128 gives about 0.03 at D = 4,096 (the paper's 32x32x4
+    latents) and 0.11 at D = 256 (the built-in 4x8x8), docs/method.md."""
+    b = cost.shape[0]
+    return 1.0 - float(cost[np.arange(b), perm].mean() / np.trace(cost) * b)
 
 
 # ----------------------------------------------------------------------------
@@ -77,15 +99,18 @@ class MinibatchOT:
     """Minibatch OT per process (scope local, the paper) or over the global batch (scope global: x0 is
     gathered from every rank with `gather`; each rank keeps its slice of the one global permutation)."""
 
-    def __init__(self, method: str = "exact", scope: str = "local", reg: float = 0.05):
+    def __init__(self, method: str = "exact", scope: str = "local", reg: float = 0.05, block: int | None = None):
         check_choice("method.coupling.method", method, OT_METHODS)
         check_choice("method.coupling.scope", scope, OT_SCOPES)
+        if block is not None and int(block) < 1:
+            raise ValueError(f"method.coupling.block must be >= 1 or null, got {block}")
         self.method, self.scope, self.reg = method, scope, float(reg)
+        self.block = None if block is None else int(block)
 
     def __call__(self, x0, noise_g, sl: slice, generator=None, gather=None) -> torch.Tensor:
         if self.scope == "local" or gather is None:
-            return ot_pair(x0, noise_g[sl], self.method, self.reg, generator)
+            return ot_pair(x0, noise_g[sl], self.method, self.reg, generator, self.block)
         x_g = gather(x0)  # (B, C, H, W)
         check_finite("x0 (global batch)", x_g)
-        perm = ot_permutation(sq_euclidean_cost(x_g, noise_g), self.method, self.reg, generator)
+        perm = ot_permutation(sq_euclidean_cost(x_g, noise_g), self.method, self.reg, generator, self.block)
         return noise_g[torch.as_tensor(perm, device=noise_g.device)][sl]
