@@ -36,17 +36,21 @@ def record(row: str, seed: int, fid1: float, fid2: float) -> dict:
         "train_wall_s": 600.0,
         "device": "cpu: test",
         "threads": 1,
-        "metrics": {"results": {"1nfe": scores(fid1), "2nfe": scores(fid2)}, "digits": {"1nfe": digits(fid1)}},
+        "metrics": {
+            "results": {"1nfe": scores(fid1), **({"2nfe": scores(fid2)} if fid2 is not None else {})},
+            "digits": {"1nfe": digits(fid1)},
+        },
         "curves": curves,
     }
 
 
 def test_report_tables_mean_std_and_seed_marks(tmp_path):
     runs = [record("ilct", 0, 60.0, 70.0), record("ilct", 1, 62.0, 72.0), record("ilct", 2, 64.0, 74.0)]
-    runs.append(record("slct", 0, 90.0, 95.0))
+    runs += [record("slct", 0, 90.0, 95.0), record("cauchy", 0, 50.0, 55.0), record("cauchy", 1, 52.0, None)]
     report.report(runs, tmp_path)
     text = (tmp_path / "tables.md").read_text()
     assert "| `ilct` | 3 | 100 | 10 | 62.0 ± 2.0 | 72.0 ± 2.0 |" in text
+    assert "| `cauchy` | 2 (< 3) | 100 | 10 | 51.0 ± 1.4 | 55.0 (1 of 2 seeds) |" in text  # a score one seed lacks
     assert "| `slct` | 1 (< 3) | 100 | 10 | 90.0 | 95.0 |" in text
     assert "| 37.15, R 0.12; 16.84 |" in text  # the paper's Table 2(a) / Table 1 beside ours
     # Stage means: N = 11 averages the two rows logged at N = 11 (0.1, 0.3), then over seeds.

@@ -20,11 +20,13 @@ def by_row(runs: list[dict]) -> dict[str, list[dict]]:
 
 
 def stat(values: list[float], digits: int = 1) -> str:
-    """mean ± sample std over seeds (the mean alone for one seed; the tables' seeds column marks n < 3)."""
+    """mean ± sample std over seeds (the mean alone for one seed; the tables' seeds column marks n < 3).
+    None marks a seed without the score: the cell then says from how many seeds it comes."""
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if len(v) == 0:
         return "—"
-    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+    text = f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+    return text + (f" ({len(v)} of {len(values)} seeds)" if len(v) < len(values) else "")
 
 
 def seeds(runs: list[dict]) -> str:
@@ -66,7 +68,7 @@ def main_table(rows: dict[str, list[dict]]) -> list[str]:
         lines.append(
             f"| `{row}` | {seeds(runs)} | {steps_text} | {wall(runs)} "
             f"| {stat([metric(r, 1, 'fid') for r in runs])} "
-            f"| {stat([metric(r, second, 'fid') for r in runs])}{' (3 NFE)' if row == 'edm' else ''} "
+            f"| {stat([metric(r, second, 'fid') for r in runs])}{' (3 NFE)' if second == 3 else ''} "
             f"| {pr(runs, 1)} "
             f"| {stat([metric(r, 1, 'fid', 'digits') for r in runs], 2)} "
             f"| {stat([metric(r, 1, 'legible', 'digits') for r in runs], 3)} "
