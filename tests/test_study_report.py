@@ -51,6 +51,9 @@ def test_report_tables_mean_std_and_seed_marks(tmp_path):
     text = (tmp_path / "tables.md").read_text()
     assert "| `ilct` | 3 | 100 | 10 | 62.0 ± 2.0 | 72.0 ± 2.0 |" in text
     assert "| `cauchy` | 2 (< 3) | 100 | 10 | 51.0 ± 1.4 | 55.0 (1 of 2 seeds) |" in text  # a score one seed lacks
+    # Question 4: 51 - 62 = -11 beyond the larger std (2.0); slct (one seed) has no spread and is left out.
+    assert "| `cauchy` | 2 | -11.0 | 2.0 | better | every seed better |" in text
+    assert "| `slct` | 1 |" not in text
     assert "| `slct` | 1 (< 3) | 100 | 10 | 90.0 | 95.0 |" in text
     assert "| 37.15, R 0.12; 16.84 |" in text  # the paper's Table 2(a) / Table 1 beside ours
     # Stage means: N = 11 averages the two rows logged at N = 11 (0.1, 0.3), then over seeds.

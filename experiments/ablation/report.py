@@ -140,6 +140,28 @@ def diagnosis_table(diagnosis: list[dict]) -> list[str]:
     return lines
 
 
+def versus_table(rows: dict[str, list[dict]], base: str = "ilct") -> list[str]:
+    """Question 4's test: a row beats `base` when its mean 1-NFE FID is lower by more than the larger of the
+    two seed spreads (sample std); rows with fewer than 2 seeds of FID are left out (no spread)."""
+    fid = {row: [v for v in (metric(r, 1, "fid") for r in runs) if v is not None] for row, runs in rows.items()}
+    if len(fid.get(base, [])) < 2:
+        return []
+    b = np.asarray(fid[base])
+    lines = [
+        f"| row | seeds | FID 1 NFE − `{base}` | larger seed std | beyond the spread | seeds vs `{base}`'s seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row, v in fid.items():
+        if row == base or len(v) < 2:
+            continue
+        v = np.asarray(v)
+        delta, spread = v.mean() - b.mean(), max(v.std(ddof=1), b.std(ddof=1))
+        verdict = "better" if delta < -spread else "worse" if delta > spread else "no"
+        order = "every seed better" if v.max() < b.min() else "every seed worse" if v.min() > b.max() else "overlap"
+        lines.append(f"| `{row}` | {len(v)} | {delta:+.1f} | {spread:.1f} | {verdict} | {order} |")
+    return lines
+
+
 def curve_table(rows: dict[str, list[dict]]) -> list[str]:
     steps = sorted({s for runs in rows.values() for r in runs for s, _ in r["curves"].get("digits/fid_1nfe", [])})
     lines = ["| row | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
@@ -245,6 +267,9 @@ def report(runs: list[dict], out: Path) -> None:
         *main_table(rows),
         "",
     ]
+    versus = versus_table(rows)
+    if versus:
+        lines += ["## Against iLCT (1-NFE Inception FID, rows with ≥ 2 seeds)", "", *versus, ""]
     if "edm" in rows:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
     lines += ["## In-loop digit FID (1 NFE, 256 samples, seed 0 noise) vs step", "", *curve_table(rows), ""]
