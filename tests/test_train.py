@@ -11,7 +11,7 @@ from train_utils import compose_cfg, fit
 
 from lct.errors import LctError
 
-EXPERIMENTS = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct"]
+EXPERIMENTS = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct", "slct_noot"]
 
 
 def _params(module):
@@ -39,6 +39,16 @@ def test_method_axes_reach_the_module(tmp_path):
     ilct = compose_cfg(tmp_path, ["experiment=ilct"])
     assert ilct.method.metric._target_ == "lct.core.metrics.PseudoHuber" and ilct.method.diffusion.weight == 0.0
     assert ilct.method.coupling._target_ == "lct.core.coupling.NoCoupling" and ilct.backbone.norm == "groupnorm"
+
+
+def test_slct_noot_is_slct_without_ot(tmp_path):
+    noot, slct = (
+        compose_cfg(tmp_path, ["experiment=slct_noot"]),
+        compose_cfg(tmp_path, ["experiment=slct", "coupling=none"]),
+    )
+    assert noot.experiment_name == "slct_noot"
+    noot.experiment_name = slct.experiment_name
+    assert noot == slct
 
 
 def test_paper_scale_configs_keep_paper_values(tmp_path):
