@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install                   # the main job: the study's winning recipe at this scale (experiments/ablation)
-	$(BIN)/python -m lct.train experiment=cauchy_diff
+	$(BIN)/python -m lct.train experiment=slct_noot
 
 test: install
 	$(BIN)/ruff check .
