@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_NFE, PAPER, ROWS
+from study import EDM_NFE, PAPER, ROWS, is_edm
 
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
@@ -61,7 +61,7 @@ def main_table(rows: dict[str, list[dict]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, runs in rows.items():
-        second = 3 if row.startswith("edm") else 2  # EDM's cheapest multi-step point is Heun NFE 3
+        second = 3 if is_edm(row) else 2  # EDM's cheapest multi-step point is Heun NFE 3
         edm_steps = runs[0].get("init_edm_steps", 0)
         steps_text = f"{edm_steps} EDM + {runs[0]['steps']}" if edm_steps else runs[0]["steps"]
         paper = PAPER.get(row)
@@ -203,7 +203,7 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     # TD-residual statistics vs step along the chain.
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for row, runs in rows.items():
-        if row.startswith("edm") or "train/td_std" not in runs[0]["curves"]:
+        if is_edm(row) or "train/td_std" not in runs[0]["curves"]:
             continue
         for ax, key in zip(axes, ["train/td_std", "train/td_kurtosis", "train/td_outer_fence", "train/c"], strict=True):
             s, v = np.array(runs[0]["curves"][key]).T
@@ -221,7 +221,7 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     names = list(rows)
     for j, (nfe, color) in enumerate([(1, "C0"), (2, "C1")]):
         for i, row in enumerate(names):
-            n = 3 if (row.startswith("edm") and nfe == 2) else nfe
+            n = 3 if (is_edm(row) and nfe == 2) else nfe
             vals = [metric(r, n, "fid") for r in rows[row]]
             vals = [v for v in vals if v is not None]
             if vals:

@@ -73,6 +73,11 @@ PAPER = {  # CelebA-HQ 256, epoch 1400: Table 2(a) (1 NFE FID, recall); 2 NFE fr
 ENV = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+def is_edm(row: str) -> bool:
+    """The EDM rows (edm, edm_6k): diffusion models, scored with Heun at EDM_NFE instead of 1 and 2 steps."""
+    return row == "edm" or row.startswith("edm_")
+
+
 def run_dir(row: str, seed: int) -> Path:
     return RUNS_DIR / row / f"seed{seed}"
 
@@ -151,7 +156,7 @@ def _evaluate(row: str, seed: int, threads: int, out: str, nfe: list[int], flags
 def evaluate(row: str, seed: int, threads: int, inception_nfe: list[int]) -> dict:
     """EMA weights: Inception FID/KID/P/R at `inception_nfe` (about 0.3 CPU-s per sample on a 2-core host),
     digit metrics at every NFE; online weights: digit metrics. Each part is cached in its own directory."""
-    edm = row.startswith("edm")
+    edm = is_edm(row)
     nfe = EDM_NFE if edm else [1, 2]
     inception_nfe = [n for n in nfe if n in inception_nfe or (edm and n in EDM_INCEPTION_NFE)]
     reference = ["--reference-images", str(reference_images()), "--num-reference", "1000", "--kid-subset-size", "500"]
