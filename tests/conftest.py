@@ -5,7 +5,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 # On 2 shared cores, OpenMP's spin-waiting threads stall each other (a 0.02 s forward took 5 s under
-# load); passive waiting costs nothing when the machine is idle.
+# load); tests often share the machine, so they wait passively (slower when idle: benchmarks/README.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest

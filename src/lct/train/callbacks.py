@@ -58,4 +58,5 @@ class FinalCheckpoint(Callback):
         self.dirpath = dirpath
 
     def on_train_end(self, trainer, pl_module) -> None:
-        trainer.save_checkpoint(os.path.join(self.dirpath, "last.ckpt"))
+        # weights_only=False: the full training state (optimizer, loops, callbacks), so the run can resume.
+        trainer.save_checkpoint(os.path.join(self.dirpath, "last.ckpt"), weights_only=False)

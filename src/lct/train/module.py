@@ -85,7 +85,7 @@ class ConsistencyModule(L.LightningModule):
         self.log("train/nonfinite_total", float(self.nonfinite_total), on_step=True, sync_dist=False)
         if self.nonfinite_run >= self.max_nonfinite:
             path = Path(self.trainer.default_root_dir) / "checkpoints" / "nonfinite-stop.ckpt"
-            self.trainer.save_checkpoint(path)
+            self.trainer.save_checkpoint(path, weights_only=False)
             last = (
                 f"the last finite loss was at step {self.last_finite_step}"
                 if self.last_finite_step is not None
