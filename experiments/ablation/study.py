@@ -59,7 +59,7 @@ ROWS: dict[str, list[str]] = {
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
     # Question 3, does the ordering turn with training length: 4x the budget (the curriculum stretches with it).
     # Not in the default sweep (seed 0 on request: `study.py run --rows ilct_6k ... --seeds 0`).
-    **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "cauchy_diff", "slct", "edm")},
+    **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "slct_noot", "slct", "edm")},
 }
 DEFAULT_ROWS = [r for r in ROWS if not r.endswith("_6k")]
 PAPER = {  # CelebA-HQ 256, epoch 1400: Table 2(a) (1 NFE FID, recall); 2 NFE from Table 1 where given (docs/method.md)
