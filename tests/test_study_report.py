@@ -89,3 +89,21 @@ def test_report_coupling_strength_table(tmp_path):
     (tmp_path / "coupling.json").write_text(json.dumps({"batch": 128, "trials": 2, "rows": rows}))
     report.report([record("ilct", 0, 60.0, 70.0)], tmp_path)
     assert "| isotropic, D = 256 | 0.122 | 0.042 |" in (tmp_path / "tables.md").read_text()
+
+
+def test_report_training_length_table(tmp_path):
+    """Question 3: a long row's in-loop curve sits beside its 1,500-step row's, step by step, in its own table
+    and plot; the short rows' table keeps only the short rows."""
+    runs = [record("ilct", 0, 60.0, None), record("ilct", 1, 64.0, None)]
+    long = record("ilct_6k", 0, 40.0, None)
+    long["steps"] = 200
+    long["curves"]["digits/fid_1nfe"] = [[50, 9.0], [100, 7.0], [150, 5.0], [200, 3.0]]
+    report.report([*runs, long], tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert study.base_row("ilct_6k") == "ilct" and study.base_row("ilct") is None
+    assert "| step | `ilct_6k` (1 (< 3)) | `ilct` (2 (< 3)) |" in text
+    assert "| 100 | 7.0 | 6.2 ± 0.3 |" in text  # 60/10 and 64/10
+    assert "| 200 | 3.0 |  |" in text  # the short row stops at its own budget
+    short = text.split("## In-loop digit FID")[1].split("## Training length")[0]
+    assert "`ilct_6k`" not in short
+    assert (tmp_path / "fid_vs_step_long.png").stat().st_size > 0

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_NFE, PAPER, ROWS, is_edm
+from study import EDM_NFE, PAPER, ROWS, base_row, is_edm
 
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
@@ -174,6 +174,31 @@ def curve_table(rows: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def fid_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The in-loop 1-NFE digit FID at the steps every seed logged: (steps, (seeds, steps) values)."""
+    curves = [dict((s, v) for s, v in r["curves"].get("digits/fid_1nfe", [])) for r in runs]
+    steps = sorted(set.intersection(*[set(c) for c in curves])) if curves and all(curves) else []
+    return np.array(steps, dtype=int), np.array([[c[s] for s in steps] for c in curves])
+
+
+def length_table(rows: dict[str, list[dict]]) -> list[str]:
+    """Question 3: each long row's curve beside its 1,500-step row's, one line per logged step."""
+    pairs = [(row, base_row(row)) for row in rows if base_row(row)]
+    if not pairs:
+        return []
+    curves = {}
+    for long, base in pairs:
+        for row in (long, base):
+            if row in rows and row not in curves:
+                steps, values = fid_curve(rows[row])
+                curves[row] = {int(s): list(values[:, k]) for k, s in enumerate(steps)}
+    cols = list(curves)
+    lines = ["| step | " + " | ".join(f"`{c}` ({seeds(rows[c])})" for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for s in sorted({s for c in curves.values() for s in c}):
+        lines.append(f"| {s} | " + " | ".join(stat(curves[c][s], 1) if s in curves[c] else "" for c in cols) + " |")
+    return lines
+
+
 def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     import matplotlib
 
@@ -185,13 +210,11 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     # FID (digit metric, in-loop, 256 samples) vs step, 1 NFE.
     fig, ax = plt.subplots(figsize=(6, 4))
     for row, runs in rows.items():
-        curves = [dict((s, v) for s, v in r["curves"].get("digits/fid_1nfe", [])) for r in runs]
-        steps = sorted(set.intersection(*[set(c) for c in curves])) if curves and all(curves) else []
-        if not steps:
+        steps, m = fid_curve(runs)
+        if not len(steps) or base_row(row):  # the long rows have their own plot
             continue
         offset = runs[0].get("init_edm_steps", 0)
-        m = np.array([[c[s] for s in steps] for c in curves])
-        ax.errorbar(np.array(steps) + offset, m.mean(0), yerr=m.std(0) if len(m) > 1 else None, marker="o", label=row)
+        ax.errorbar(steps + offset, m.mean(0), yerr=m.std(0) if len(m) > 1 else None, marker="o", label=row)
     ax.set(xlabel="training step (EDM steps included for *_init)", ylabel="digit FID, 1 NFE (256 samples)")
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
@@ -199,6 +222,25 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     fig.savefig(out / "fid_vs_step.png", dpi=120)
     plt.close(fig)
     written.append("fid_vs_step.png")
+
+    # Question 3: the long rows (solid) and their 1,500-step rows (dashed, mean ± std over seeds).
+    pairs = [(row, base_row(row)) for row in rows if base_row(row)]
+    if pairs:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for k, (long, base) in enumerate(pairs):
+            for row, style in ((long, "-"), (base, "--")):
+                if row not in rows:
+                    continue
+                steps, m = fid_curve(rows[row])
+                if len(steps):
+                    yerr = m.std(0) if len(m) > 1 else None
+                    ax.errorbar(steps, m.mean(0), yerr=yerr, ls=style, marker="o", ms=3, color=f"C{k}", label=row)
+        ax.set(xlabel="training step", ylabel="digit FID, 1 NFE (256 samples)", yscale="log")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "fid_vs_step_long.png", dpi=120)
+        plt.close(fig)
+        written.append("fid_vs_step_long.png")
 
     # TD-residual statistics vs step along the chain.
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
@@ -272,7 +314,18 @@ def report(runs: list[dict], out: Path) -> None:
         lines += ["## Against iLCT (1-NFE Inception FID, rows with ≥ 2 seeds)", "", *versus, ""]
     if "edm" in rows:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
-    lines += ["## In-loop digit FID (1 NFE, 256 samples, seed 0 noise) vs step", "", *curve_table(rows), ""]
+    short = {row: runs for row, runs in rows.items() if not base_row(row)}
+    lines += ["## In-loop digit FID (1 NFE, 256 samples, seed 0 noise) vs step", "", *curve_table(short), ""]
+    length = length_table(rows)
+    if length:
+        lines += [
+            "## Training length (question 3): in-loop digit FID, 1 NFE, of the long rows beside their 1,500-step rows",
+            "",
+            "A long row's curriculum stretches with its steps, so its step-1,500 point is not the short row's.",
+            "",
+            *length,
+            "",
+        ]
     lines += ["## TD residual per curriculum stage (mean over the stage's log rows and seeds)", "", *td_table(rows), ""]
     if (out / "diagnosis.json").exists():
         diagnosis = json.loads((out / "diagnosis.json").read_text())

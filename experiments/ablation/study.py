@@ -61,7 +61,8 @@ ROWS: dict[str, list[str]] = {
     # Not in the default sweep (seed 0 on request: `study.py run --rows ilct_6k ... --seeds 0`).
     **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "slct_noot", "slct", "edm")},
 }
-DEFAULT_ROWS = [r for r in ROWS if not r.endswith("_6k")]
+LONG_SUFFIX = "_6k"
+DEFAULT_ROWS = [r for r in ROWS if not r.endswith(LONG_SUFFIX)]
 PAPER = {  # CelebA-HQ 256, epoch 1400: Table 2(a) (1 NFE FID, recall); 2 NFE from Table 1 where given (docs/method.md)
     "ilct": (37.15, 0.12, 16.84),
     "cauchy": (13.02, 0.36, None),
@@ -76,6 +77,11 @@ ENV = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_WAIT_POLICY": "PASS
 def is_edm(row: str) -> bool:
     """The EDM rows (edm, edm_6k): diffusion models, scored with Heun at EDM_NFE instead of 1 and 2 steps."""
     return row == "edm" or row.startswith("edm_")
+
+
+def base_row(row: str) -> str | None:
+    """The 1,500-step row a question-3 long row stretches (ilct_6k -> ilct); None for the other rows."""
+    return row.removesuffix(LONG_SUFFIX) if row.endswith(LONG_SUFFIX) else None
 
 
 def run_dir(row: str, seed: int) -> Path:
