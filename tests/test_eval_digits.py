@@ -103,8 +103,9 @@ def _run(tmp_path, data, overrides=()):
     return trainer
 
 
-def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(tmp_path):
-    trainer = _run(tmp_path, "mnist", [f"data.root={tmp_path}/mnist"])
+def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="lct"):
+        trainer = _run(tmp_path, "mnist", [f"data.root={tmp_path}/mnist"])
     cb = next(c for c in trainer.callbacks if type(c).__name__ == "DigitMetricCallback")
     assert cb._last_step == 3  # step 2 in the loop, step 3 at the end
     logged = {}
@@ -112,6 +113,9 @@ def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(
         logged[nfe] = [float(trainer.callback_metrics[f"digits/{k}_{nfe}nfe"]) for k in ("fid", "legible", "coverage")]
         fid, legible, cover = logged[nfe]
         assert fid > 0 and 0 <= legible <= 1 and 0 <= cover <= 1
+    # The console says it too, each pass: the values that went to the loggers.
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("step 3, digit metrics"))
+    assert f"1 NFE FID {logged[1][0]:.1f}, legible {logged[1][1]:.0%}" in line and "; 2 NFE FID" in line
     # lct.evaluate --metrics digit on the final checkpoint: the same seeds and EMA, the same 1-NFE numbers.
     report = evaluate_cli.main(
         [

@@ -219,10 +219,12 @@ def test_resume_with_another_config_is_refused_then_recorded(tmp_path):
 # --- 8: litter -------------------------------------------------------------------------------------------
 
 
-def test_short_run_leaves_one_last_ckpt_and_resume_appends_to_one_csv(tmp_path):
+def test_short_run_leaves_one_last_ckpt_and_resume_appends_to_one_csv(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     _train(tmp_path, "trainer.max_steps=3", "log_every=1", logger="csv")
     run = tmp_path / "run"
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert f"python -m lct.evaluate {run / 'checkpoints' / 'last.ckpt'} --out {run / 'eval'}" in caplog.text
     _train(tmp_path, "trainer.max_steps=5", "log_every=1", "resume_changes=allow", logger="csv")
     assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
     rows = (run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()

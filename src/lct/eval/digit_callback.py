@@ -116,6 +116,18 @@ class DigitMetricCallback(PeriodicSamplingCallback):
         self._last_step = trainer.global_step
         results = self.evaluate(trainer, pl_module) if trainer.is_global_zero else None
         results = trainer.strategy.broadcast(results, src=0)
+        if trainer.is_global_zero:
+            log.info(
+                "step %d, digit metrics of %d EMA samples: %s",
+                trainer.global_step,
+                self.num_samples,
+                "; ".join(
+                    "{} NFE FID {:.1f}, legible {:.0%}, coverage {:.2f}".format(
+                        n, *(results[f"digits/{key}_{n}nfe"] for key in ("fid", "legible", "coverage"))
+                    )
+                    for n in self.nfe
+                ),
+            )
         # Straight to the loggers, as SampleEvalCallback does: self.log would drop steps and is not
         # allowed in on_train_end. callback_metrics lets ModelCheckpoint monitor digits/fid_1nfe.
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})

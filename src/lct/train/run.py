@@ -108,4 +108,11 @@ def train(cfg: DictConfig) -> Path:
     torch.set_float32_matmul_precision("high")  # TF32 on Ampere+, as the authors' runs
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     log.info("run directory: %s", out)
+    last = out / "checkpoints" / "last.ckpt"
+    if trainer.is_global_zero and last.is_file():
+        log.info(
+            "Inception FID at 1 and 2 NFE: python -m lct.evaluate %s --out %s --num-samples 1000 --num-reference 1000",
+            last,
+            out / "eval",
+        )
     return out
