@@ -181,9 +181,14 @@ def fid_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(steps, dtype=int), np.array([[c[s] for s in steps] for c in curves])
 
 
+def long_pairs(rows: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """Question 3's (long row, its 1,500-step row) pairs among the rows run, e.g. (ilct_6k, ilct)."""
+    return [(row, base_row(row)) for row in rows if base_row(row)]
+
+
 def length_table(rows: dict[str, list[dict]]) -> list[str]:
     """Question 3: each long row's curve beside its 1,500-step row's, one line per logged step."""
-    pairs = [(row, base_row(row)) for row in rows if base_row(row)]
+    pairs = long_pairs(rows)
     if not pairs:
         return []
     curves = {}
@@ -224,7 +229,7 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     written.append("fid_vs_step.png")
 
     # Question 3: the long rows (solid) and their 1,500-step rows (dashed, mean ± std over seeds).
-    pairs = [(row, base_row(row)) for row in rows if base_row(row)]
+    pairs = long_pairs(rows)
     if pairs:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for k, (long, base) in enumerate(pairs):
