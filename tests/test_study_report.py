@@ -71,6 +71,21 @@ def test_every_study_row_composes(tmp_path):
         overrides = [o for o in study.overrides(row, 0) if not o.startswith("hydra.")]
         cfg = compose_cfg(tmp_path, overrides, data="mnist")
         assert cfg.seed == 0
+        assert cfg.trainer.max_steps == study.row_steps(row)
+
+
+@pytest.mark.parametrize("row", ["slct_noot", "ilct_init", "edm_6k"])
+def test_study_rows_on_a_gpu_trainer_keep_their_steps(tmp_path, row):
+    """`study.py run --trainer gpu_fp32` (a lent GPU): the GPU trainer derives steps from epochs unless pinned,
+    so the row's own step count rides along, and the record's overrides say which trainer ran it."""
+    from train_utils import compose_cfg
+
+    overrides = study.overrides(row, 1, trainer="gpu_fp32")
+    assert overrides[-1].startswith("hydra.run.dir=")
+    cfg = compose_cfg(tmp_path, overrides[:-1], data="mnist")
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "32-true")
+    assert cfg.trainer.max_steps == study.row_steps(row) == {"ilct_init": 1000, "edm_6k": 6000}.get(row, 1500)
+    assert study.device_info(1)["device"].startswith("cpu: ")
 
 
 def test_gradient_shares_closed_form():
@@ -107,3 +122,13 @@ def test_report_training_length_table(tmp_path):
     short = text.split("## In-loop digit FID")[1].split("## Training length")[0]
     assert "`ilct_6k`" not in short
     assert (tmp_path / "fid_vs_step_long.png").stat().st_size > 0
+
+
+def test_report_names_the_machine_of_each_run_when_they_differ(tmp_path):
+    gpu = record("ilct", 1, 58.0, None)
+    gpu["device"] = "gpu: H200 (gpu_fp32)"
+    report.report([record("ilct", 0, 60.0, None), gpu], tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "Machines: cpu: test (ilct seed0); gpu: H200 (gpu_fp32) (ilct seed1)." in text
+    report.report([record("ilct", 0, 60.0, None)], tmp_path)
+    assert "Machines: cpu: test. " in (tmp_path / "tables.md").read_text()

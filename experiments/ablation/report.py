@@ -300,12 +300,20 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     return written
 
 
+def machines(runs: list[dict]) -> str:
+    """The devices that produced the runs; with more than one, which runs each produced (row seedK, ...)."""
+    devices = sorted({r["device"] for r in runs})
+    if len(devices) == 1:
+        return devices[0]
+    named = {d: ", ".join(f"{r['row']} seed{r['seed']}" for r in runs if r["device"] == d) for d in devices}
+    return "; ".join(f"{d} ({names})" for d, names in named.items())
+
+
 def report(runs: list[dict], out: Path) -> None:
     rows = by_row(runs)
-    devices = sorted({r["device"] for r in runs})
     lines = [
         "<!-- written by `python experiments/ablation/study.py report` from results.json; do not edit -->",
-        f"Machines: {'; '.join(devices)}. Threads per run: {sorted({r['threads'] for r in runs})}. "
+        f"Machines: {machines(runs)}. Threads per run: {sorted({r['threads'] for r in runs})}. "
         "FID: Inception, 1,000 samples (seeds 10,000 + i) vs the fixed 1,000-digit reference; digit metrics "
         "from the same 1,000 samples; mean ± sample std over seeds; rows with fewer than 3 seeds say (< 3).",
         "",

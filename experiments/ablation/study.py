@@ -36,6 +36,7 @@ NUM_EVAL = 1000
 EDM_NFE = [1, 3, 5, 11, 35]  # Heun: NFE = 2 steps - 1 (digit metrics at each)
 EDM_INCEPTION_NFE = [1, 35]  # always scored with Inception FID for the EDM row
 INIT_EDM_STEP = 500  # diffusion-initialised rows: this many EDM steps, then K - 500 consistency steps
+DEFAULT_STEPS = 1500  # trainer=cpu's max_steps: every row not setting its own (the GPU trainers derive theirs)
 
 # Row -> Hydra overrides. The chain is the paper's Table 2(a); the c rows test the c hypothesis; the init
 # rows start consistency training from the same seed's EDM run at step INIT_EDM_STEP (equal total steps).
@@ -92,9 +93,19 @@ def edm_init_ckpt(seed: int) -> Path:
     return run_dir("edm", seed) / "checkpoints" / f"epoch=0-step={INIT_EDM_STEP}.ckpt"
 
 
-def overrides(row: str, seed: int) -> list[str]:
+def row_steps(row: str) -> int:
+    """The row's training steps: its own trainer.max_steps override, else DEFAULT_STEPS."""
+    own = [int(o.split("=", 1)[1]) for o in ROWS[row] if o.startswith("trainer.max_steps=")]
+    return own[-1] if own else DEFAULT_STEPS
+
+
+def overrides(row: str, seed: int, trainer: str | None = None) -> list[str]:
+    """The row's `python -m lct.train` overrides; `trainer` (e.g. gpu_fp32) swaps the trainer config and pins
+    the row's step count, which the GPU trainers would otherwise derive from epochs. The run directory last."""
     # Quoted: Lightning's checkpoint names (epoch=0-step=500.ckpt) hold '=', which Hydra's override grammar rejects.
     extra = [f'init_from="{edm_init_ckpt(seed)}"'] if row.endswith("_init") else []
+    if trainer:
+        extra += [f"trainer={trainer}", f"trainer.max_steps={row_steps(row)}"]
     return [*ROWS[row], *extra, f"seed={seed}", f"hydra.run.dir={run_dir(row, seed)}"]
 
 
@@ -105,7 +116,13 @@ def launch(cmd: list[str], threads: int, log_path: Path | None) -> None:
         subprocess.run([sys.executable, "-m", *cmd], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
 
 
-def device_info(threads: int) -> dict:
+def device_info(threads: int, trainer: str | None = None) -> dict:
+    """Where the run trained: the GPU's name under a GPU trainer, else the CPU's model and core count."""
+    if trainer and trainer.startswith("gpu"):
+        import torch
+
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unavailable"
+        return {"device": f"gpu: {name} ({trainer})", "threads": threads, "host": platform.node()}
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -121,7 +138,7 @@ def device_info(threads: int) -> dict:
 # One run: train (skipped when last.ckpt exists), evaluate, collect the logged curves, write the record.
 
 
-def train(row: str, seed: int, threads: int, log) -> None:
+def train(row: str, seed: int, threads: int, log, trainer: str | None = None) -> None:
     """Train unless done (its last.ckpt exists); the wall time is read from the run's files (train_wall_time)."""
     out = run_dir(row, seed)
     if (out / "checkpoints" / "last.ckpt").exists():
@@ -130,7 +147,7 @@ def train(row: str, seed: int, threads: int, log) -> None:
         raise RuntimeError(f"{row} seed {seed} needs {edm_init_ckpt(seed)}: run row edm seed {seed} first")
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    launch(["lct.train", *overrides(row, seed)], threads, out.parent / f"seed{seed}.train.log")
+    launch(["lct.train", *overrides(row, seed, trainer)], threads, out.parent / f"seed{seed}.train.log")
     log(f"{row} seed {seed}: trained in {time.time() - t0:.0f} s")
 
 
@@ -215,10 +232,10 @@ def train_wall_time(row: str, seed: int) -> float:
     return (out / "checkpoints" / "last.ckpt").stat().st_mtime - (out / "config_resolved.yaml").stat().st_mtime
 
 
-def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log) -> dict:
+def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, trainer: str | None = None) -> dict:
     import yaml
 
-    train(row, seed, threads, log)
+    train(row, seed, threads, log, trainer)
     t0 = time.time()
     metrics = evaluate(row, seed, threads, inception_nfe)
     log(f"{row} seed {seed}: evaluated in {time.time() - t0:.0f} s")
@@ -230,11 +247,11 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log) ->
     record = {
         "row": row,
         "seed": seed,
-        "overrides": overrides(row, seed)[:-1],  # without the machine-specific run directory
+        "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
         "steps": int(ckpt["global_step"]),
         "init_edm_steps": INIT_EDM_STEP if row.endswith("_init") else 0,
         "train_wall_s": round(train_wall_time(row, seed), 1),
-        **device_info(threads),
+        **device_info(threads, trainer),
         "eval": {"num_samples": NUM_EVAL, "seed": EVAL_SEED, "reference": f"ref1000 seed {REF_SEED}"},
         "metrics": metrics,
         "curves": logged_curves(row, seed),
@@ -268,7 +285,7 @@ def cmd_run(args) -> None:
     log = lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: E731
     log(f"{len(jobs)} run(s) to do: {jobs}")
     with ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run_one, r, s, args.threads, args.inception_nfe, log) for r, s in jobs]
+        futures = [pool.submit(run_one, r, s, args.threads, args.inception_nfe, log, args.trainer) for r, s in jobs]
         for (r, s), fut in zip(jobs, futures, strict=True):
             try:
                 fut.result()
@@ -290,6 +307,12 @@ def main() -> None:
         nargs="+",
         default=[1, 2],
         help="NFE scored with Inception FID (the rest: digit metrics only); EDM: 1, 35 and these of its NFE",
+    )
+    run.add_argument(
+        "--trainer",
+        default=None,
+        help="trainer config for the runs, e.g. gpu_fp32 (fp32 like the CPU rows) on a lent GPU; default: the rows' "
+        "own (cpu). The row's step count is kept and the record names the GPU",
     )
     run.add_argument(
         "--force",
