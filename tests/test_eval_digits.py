@@ -137,6 +137,20 @@ def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(
     one = report["digits"]["1nfe"]
     assert [one["fid"], one["legible"], one["coverage"]] == pytest.approx(logged[1], rel=1e-4)
     assert "digit FID" in (tmp_path / "eval" / "results.md").read_text()
+    # --search under --metrics digit alone sweeps sigma_mid by the digit FID (no Inception needed); the point at
+    # the checkpoint's own index reproduces the plain 2-NFE score of the same seeds.
+    common = ["--metrics", "digit", "--num-samples", "8", "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    own = 430  # method.sigma.mid_index of the run
+    found = evaluate_cli.main(
+        [str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "s"), "--search"]
+        + ["--search-indices", "380", str(own), *common]
+    )
+    search = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert search["metric"] == "digit FID" and [c["index"] for c in search["curve"]] == [380, own]
+    assert search["curve"][1]["sigma_mid"] == pytest.approx(report["digits"]["2nfe"]["sigmas"][1])
+    assert search["curve"][1]["fid"] == pytest.approx(report["digits"]["2nfe"]["fid"], rel=1e-4)
+    assert search["best"]["fid"] == min(c["fid"] for c in search["curve"]) and found["results"] == {}
+    assert (tmp_path / "s" / "search.png").stat().st_size > 0
 
 
 def test_evaluate_metrics_option_parses_and_rejects():

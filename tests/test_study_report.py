@@ -132,3 +132,59 @@ def test_report_names_the_machine_of_each_run_when_they_differ(tmp_path):
     assert "Machines: cpu: test (ilct seed0); gpu: H200 (gpu_fp32) (ilct seed1)." in text
     report.report([record("ilct", 0, 60.0, None)], tmp_path)
     assert "Machines: cpu: test. " in (tmp_path / "tables.md").read_text()
+
+
+def test_report_sigma_mid_tables(tmp_path):
+    """sigma_mid.json: mean digit FID per index over seeds, the best index, and a run scored at a chosen index on
+    the evaluation noise beside its own 1-NFE and default 2-NFE Inception FID from results.json."""
+
+    def entry(seed, fids, scored=None):
+        curve = [{"index": i, "sigma_mid": s, "fid": f} for i, s, f in zip((300, 380, 430), (3.3, 1.03, 0.44), fids)]
+        e = {"row": "ilct", "seed": seed, "1nfe": {"fid": 20.0 + seed}, "curve": curve}
+        if scored is not None:
+            e["scored"] = {"index": 380, "sigma_mid": 1.03, "fid": scored, "digit_fid": 15.0, "digit_legible": 0.8}
+        return e
+
+    sweep = {"noise_seed": 50_000, "num_samples": 1000, "runs": [entry(0, [18, 14, 19], 50.0), entry(2, [20, 16, 17])]}
+    (tmp_path / "sigma_mid.json").write_text(json.dumps(sweep))
+    report.report([record("ilct", 0, 60.0, 62.0), record("ilct", 2, 64.0, 66.0)], tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "| 300 (σ 3.3) | 380 (σ 1.03) | 430 (σ 0.44) | best index |" in text
+    assert "| `ilct` | 2 (< 3) | 21.0 ± 1.4 | 19.0 | 15.0 | 18.0 | 380 |" in text
+    # only seed 0 was scored there: its own 1-NFE (60) and default 2-NFE (62) scores sit beside its 50
+    assert "| `ilct` | 1 (< 3) | 380 (σ 1.03) | 50.0 | 62.0 | 60.0 | 15.0 | 6.0 | 0.800 |" in text
+    assert (tmp_path / "sigma_mid.png").stat().st_size > 0
+
+
+def test_sigma_mid_sweep_reads_the_evaluations_it_asked_for(tmp_path, monkeypatch):
+    """study.sigma_mid_sweep: the digit search on development noise and the chosen index on evaluation noise,
+    read from lct.evaluate's metrics.json files (present here, so nothing is launched)."""
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(study, "launch", lambda *a: pytest.fail("a finished evaluation was launched again"))
+    monkeypatch.setattr(study, "reference_images", lambda: tmp_path / "ref.npy")
+    run = tmp_path / "slct_noot" / "seed1"
+    curve = [{"index": i, "sigma_mid": 1.0, "fid": 10.0 + i, "legible": 0.7, "coverage": 0.9} for i in (380, 430)]
+    digits = {"1nfe": {"fid": 30.0, "legible": 0.6, "coverage": 0.95}}
+    for name, body in {
+        "sigma_mid": {"digits": digits, "search": {"curve": curve}},
+        "eval_2nfe_mid380": {
+            "results": {"2nfe": {"fid": 41.0, "precision": 0.3, "recall": 0.5, "sigmas": [80.0, 1.03]}},
+            "digits": {"2nfe": {"fid": 120.0, "legible": 0.8, "coverage": 0.99}},
+        },
+    }.items():
+        (run / name).mkdir(parents=True)
+        (run / name / "metrics.json").write_text(json.dumps(body))
+    entry = study.sigma_mid_sweep("slct_noot", 1, 1, score_index=380)
+    assert entry["1nfe"]["fid"] == 30.0 and [c["fid"] for c in entry["curve"]] == [390.0, 440.0]
+    assert entry["scored"] == {
+        "index": 380,
+        "sigma_mid": 1.03,
+        "noise_seed": study.EVAL_SEED,
+        "fid": 41.0,
+        "precision": 0.3,
+        "recall": 0.5,
+        "digit_fid": 120.0,
+        "digit_legible": 0.8,
+        "digit_coverage": 0.99,
+    }
+    assert study.DEV_SEED >= study.EVAL_SEED + study.NUM_EVAL  # the sweep's noise never overlaps the evaluation's

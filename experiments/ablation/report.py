@@ -300,6 +300,70 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     return written
 
 
+def sigma_mid_rows(sweep: dict) -> dict[str, list[dict]]:
+    """sigma_mid.json's entries by row, in the study's row order."""
+    return by_row(sweep["runs"])
+
+
+def sigma_mid_table(sweep: dict) -> list[str]:
+    """Mean digit FID over seeds at 1 NFE and at each swept 2-NFE sigma_mid index (development noise)."""
+    rows = sigma_mid_rows(sweep)
+    points = [(c["index"], c["sigma_mid"]) for c in next(iter(rows.values()))[0]["curve"]]
+    head = " | ".join(f"{i} (σ {s:.3g})" for i, s in points)
+    lines = [f"| row | seeds | 1 NFE | {head} | best index |", "|---" * (len(points) + 4) + "|"]
+    for row, entries in rows.items():
+        means = [np.mean([e["curve"][k]["fid"] for e in entries]) for k in range(len(points))]
+        best = points[int(np.argmin(means))][0]
+        cells = " | ".join(f"{m:.1f}" for m in means)
+        one = stat([e["1nfe"]["fid"] for e in entries])
+        lines.append(f"| `{row}` | {seeds(entries)} | {one} | {cells} | {best} |")
+    return lines
+
+
+def sigma_mid_scored_table(sweep: dict, rows: dict[str, list[dict]]) -> list[str]:
+    """The runs scored at a chosen index on the evaluation noise, beside their 1-NFE and default 2-NFE scores."""
+    lines = []
+    for row, entries in sigma_mid_rows(sweep).items():
+        scored = [e for e in entries if "scored" in e]
+        if not scored:
+            continue
+        runs = [r for r in rows.get(row, []) if r["seed"] in {e["seed"] for e in scored}]
+        first = scored[0]["scored"]
+        lines.append(
+            f"| `{row}` | {seeds(scored)} | {first['index']} (σ {first['sigma_mid']:.3g}) "
+            f"| {stat([e['scored']['fid'] for e in scored])} | {stat([metric(r, 2, 'fid') for r in runs])} "
+            f"| {stat([metric(r, 1, 'fid') for r in runs])} | {stat([e['scored']['digit_fid'] for e in scored])} "
+            f"| {stat([metric(r, 1, 'fid', 'digits') for r in runs])} "
+            f"| {stat([e['scored']['digit_legible'] for e in scored], 3)} |"
+        )
+    head = [
+        "| row | seeds | index | Inception FID 2 NFE there | FID 2 NFE at the default (430) | FID 1 NFE "
+        "| digit FID 2 NFE there | digit FID 1 NFE | legible 2 NFE there |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    return head + lines if lines else []
+
+
+def sigma_mid_plot(sweep: dict, out: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, (row, entries) in enumerate(sigma_mid_rows(sweep).items()):
+        x = [c["sigma_mid"] for c in entries[0]["curve"]]
+        y = np.mean([[c["fid"] for c in e["curve"]] for e in entries], axis=0)
+        line = ax.plot(x, y, "o-", color=f"C{k}", label=f"{row} ({len(entries)}), 2 NFE")[0]
+        ax.axhline(np.mean([e["1nfe"]["fid"] for e in entries]), color=line.get_color(), ls="--", lw=1)
+    ax.set(xscale="log", xlabel="σ_mid (2 NFE); dashed: 1 NFE", ylabel="digit FID (1,000 samples, dev noise)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "sigma_mid.png", dpi=120)
+    plt.close(fig)
+    return "sigma_mid.png"
+
+
 def machines(runs: list[dict]) -> str:
     """The devices that produced the runs; with more than one, which runs each produced (row seedK, ...)."""
     devices = sorted({r["device"] for r in runs})
@@ -354,8 +418,20 @@ def report(runs: list[dict], out: Path) -> None:
             *(f"| {r['data']} | {r['exact']:.3f} | {r['block 4']:.3f} |" for r in coupling["rows"]),
             "",
         ]
+    sweep = json.loads((out / "sigma_mid.json").read_text()) if (out / "sigma_mid.json").exists() else None
+    if sweep:
+        lines += [
+            f"## 2-NFE σ_mid (study.py sigma-mid): digit FID of {sweep['num_samples']:,} EMA samples of development "
+            f"noise (seeds {sweep['noise_seed']:,} + i, not the evaluation's), mean over seeds",
+            "",
+            *sigma_mid_table(sweep),
+            "",
+        ]
+        scored = sigma_mid_scored_table(sweep, rows)
+        if scored:
+            lines += ["### At the index chosen there, scored on the evaluation noise", "", *scored, ""]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
-    written = plots(rows, out)
+    written = plots(rows, out) + ([sigma_mid_plot(sweep, out)] if sweep else [])
     print(f"wrote {out / 'tables.md'} and {', '.join(written)} from {len(runs)} runs")
 
 

@@ -3,13 +3,15 @@ and write everything into results.json; `report` regenerates every table and plo
 
     python experiments/ablation/study.py run --rows ilct cauchy_ot --seeds 0 1 2 --workers 2   # what is missing
     python experiments/ablation/study.py report                                              # tables + plots
+    python experiments/ablation/study.py sigma-mid --rows slct_noot --seeds 0 1 2    # 2-NFE sigma_mid, dev noise
     make study                                                                               # both, all rows
 
 A run's directory is outputs/study/<row>/seed<k> (resumable: `lct.train` continues an interrupted run from
 its newest checkpoint). Each finished run writes runs/<row>_seed<k>.json at once and results.json is rebuilt
 from those files, so a stopped sweep loses at most the runs in flight. Fixed before the first run and never
 tuned on: the evaluation noise (sample i uses seed EVAL_SEED + i), the 1,000-digit reference set (REF_SEED)
-and the in-loop digit-metric noise (seed 0, conf/callbacks/default.yaml).
+and the in-loop digit-metric noise (seed 0, conf/callbacks/default.yaml). The 2-NFE sigma_mid sweep
+(`sigma-mid`) scores its own noise (DEV_SEED), so an index chosen there is then scored on untouched noise.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ REF_SEED = 0  # the reference digits: a seed-0 permutation of the wheel's 5,000,
 NUM_EVAL = 1000
 EDM_NFE = [1, 3, 5, 11, 35]  # Heun: NFE = 2 steps - 1 (digit metrics at each)
 EDM_INCEPTION_NFE = [1, 35]  # always scored with Inception FID for the EDM row
+DEV_SEED = 50_000  # the sigma_mid sweep's noise (sample i: seed 50,000 + i), disjoint from EVAL_SEED's 1,000
+SIGMA_MID_INDICES = [200, 300, 340, 360, 380, 400, 430, 460, 500]  # of the 641-point grid; 430 = the default
+SIGMA_MID = HERE / "sigma_mid.json"
 INIT_EDM_STEP = 500  # diffusion-initialised rows: this many EDM steps, then K - 500 consistency steps
 DEFAULT_STEPS = 1500  # trainer=cpu's max_steps: every row not setting its own (the GPU trainers derive theirs)
 
@@ -166,12 +171,20 @@ def reference_images() -> Path:
     return path
 
 
-def _evaluate(row: str, seed: int, threads: int, out: str, nfe: list[int], flags: list[str]) -> dict:
+def reference_flags() -> list[str]:
+    """lct.evaluate's Inception reference: the fixed 1,000 digits, their statistics cached under outputs/study."""
+    reference = ["--reference-images", str(reference_images()), "--num-reference", "1000", "--kid-subset-size", "500"]
+    return [*reference, "--reference", str(RUNS_DIR / f"reference_ref1000_seed{REF_SEED}.pt")]
+
+
+def _evaluate(
+    row: str, seed: int, threads: int, out: str, nfe: list[int], flags: list[str], noise_seed: int = EVAL_SEED
+) -> dict:
     """One `lct.evaluate` call on the run's last.ckpt (skipped when its metrics.json exists)."""
     out = run_dir(row, seed) / out
     if not (out / "metrics.json").exists():
         cmd = ["lct.evaluate", str(run_dir(row, seed) / "checkpoints" / "last.ckpt"), "--out", str(out)]
-        cmd += ["--num-samples", str(NUM_EVAL), "--seed", str(EVAL_SEED), "--no-progress", "--nfe", *map(str, nfe)]
+        cmd += ["--num-samples", str(NUM_EVAL), "--seed", str(noise_seed), "--no-progress", "--nfe", *map(str, nfe)]
         launch([*cmd, *flags], threads, run_dir(row, seed).parent / f"seed{seed}.eval.log")
     return json.loads((out / "metrics.json").read_text())
 
@@ -182,8 +195,7 @@ def evaluate(row: str, seed: int, threads: int, inception_nfe: list[int]) -> dic
     edm = is_edm(row)
     nfe = EDM_NFE if edm else [1, 2]
     inception_nfe = [n for n in nfe if n in inception_nfe or (edm and n in EDM_INCEPTION_NFE)]
-    reference = ["--reference-images", str(reference_images()), "--num-reference", "1000", "--kid-subset-size", "500"]
-    reference += ["--reference", str(RUNS_DIR / f"reference_ref1000_seed{REF_SEED}.pt")]
+    reference = reference_flags()
     if (run_dir(row, seed) / "eval" / "metrics.json").exists():  # written by an earlier sweep
         ema = _evaluate(row, seed, threads, "eval", [], [])
     else:
@@ -277,6 +289,52 @@ def merge() -> list[dict]:
     return records
 
 
+def sigma_mid_sweep(row: str, seed: int, threads: int, score_index: int | None = None) -> dict:
+    """Digit FID / legibility of 1,000 EMA samples of DEV_SEED noise at 1 NFE and at 2 NFE for every
+    SIGMA_MID_INDICES point (`lct.evaluate --metrics digit --search`, about 2 CPU-minutes per run); with
+    score_index, also the 2-NFE Inception FID and digit metrics at that index on the evaluation noise."""
+    flags = ["--metrics", "digit", "--search", "--search-indices", *map(str, SIGMA_MID_INDICES)]
+    m = _evaluate(row, seed, threads, "sigma_mid", [1], flags, noise_seed=DEV_SEED)
+    keep = ("index", "sigma_mid", "fid", "legible", "coverage")
+    one = m["digits"]["1nfe"]
+    entry = {
+        "row": row,
+        "seed": seed,
+        "1nfe": {k: one[k] for k in ("fid", "legible", "coverage")},
+        "curve": [{k: c[k] for k in keep} for c in m["search"]["curve"]],
+    }
+    if score_index is not None:
+        flags = ["--metrics", "inception,digit", *reference_flags(), "--sigma-mid-index", str(score_index)]
+        e = _evaluate(row, seed, threads, f"eval_2nfe_mid{score_index}", [2], flags)
+        inception, digits = e["results"]["2nfe"], e["digits"]["2nfe"]
+        entry["scored"] = {
+            "index": score_index,
+            "sigma_mid": inception["sigmas"][1],
+            "noise_seed": EVAL_SEED,
+            **{k: inception[k] for k in ("fid", "precision", "recall")},
+            **{f"digit_{k}": digits[k] for k in ("fid", "legible", "coverage")},
+        }
+    return entry
+
+
+def cmd_sigma_mid(args) -> None:
+    """sigma_mid.json: the sweep for each finished consistency run of --rows x --seeds (kept entries stay)."""
+    old = json.loads(SIGMA_MID.read_text())["runs"] if SIGMA_MID.exists() else []
+    jobs = [(r, s) for r in args.rows for s in args.seeds if not is_edm(r)]
+    jobs = [(r, s) for r, s in jobs if (run_dir(r, s) / "checkpoints" / "last.ckpt").exists()]
+    print(f"sigma_mid sweep of {len(jobs)} run(s): {jobs}", flush=True)
+    with ThreadPoolExecutor(args.workers) as pool:
+        new = list(pool.map(lambda j: sigma_mid_sweep(*j, args.threads, args.score_index), jobs))
+    order = {r: i for i, r in enumerate(ROWS)}
+    runs = {(e["row"], e["seed"]): e for e in old}
+    for e in new:  # a rerun without --score-index keeps an entry's earlier scoring
+        runs[e["row"], e["seed"]] = {**runs.get((e["row"], e["seed"]), {}), **e}
+    runs = [runs[k] for k in sorted(runs, key=lambda k: (order.get(k[0], len(order)), k[1]))]
+    meta = {"noise_seed": DEV_SEED, "num_samples": NUM_EVAL, "metric": "digit FID (lct.eval.digits), EMA weights"}
+    SIGMA_MID.write_text(json.dumps({**meta, "runs": runs}, indent=1))
+    print(f"wrote {SIGMA_MID}")
+
+
 def cmd_run(args) -> None:
     done = {(r["row"], r["seed"]) for r in (merge() if RECORDS.exists() else [])}
     jobs = [(r, s) for s in args.seeds for r in args.rows if args.force or (r, s) not in done]
@@ -320,9 +378,22 @@ def main() -> None:
         help="rebuild the records of runs in results.json, computing missing scores (e.g. --inception-nfe 1 2)",
     )
     sub.add_parser("report", help="tables and plots from results.json")
+    sm = sub.add_parser("sigma-mid", help="2-NFE sigma_mid sweep (digit FID, DEV_SEED noise) -> sigma_mid.json")
+    sm.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=list(ROWS))
+    sm.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    sm.add_argument("--workers", type=int, default=2)
+    sm.add_argument("--threads", type=int, default=1)
+    sm.add_argument(
+        "--score-index",
+        type=int,
+        default=None,
+        help="also score 2 NFE at this sigma_mid index on the evaluation noise (Inception FID; pick it from the sweep)",
+    )
     args = ap.parse_args()
     if args.cmd == "run":
         cmd_run(args)
+    elif args.cmd == "sigma-mid":
+        cmd_sigma_mid(args)
     else:
         from report import report  # experiments/ablation/report.py
 
