@@ -300,14 +300,9 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     return written
 
 
-def sigma_mid_rows(sweep: dict) -> dict[str, list[dict]]:
-    """sigma_mid.json's entries by row, in the study's row order."""
-    return by_row(sweep["runs"])
-
-
 def sigma_mid_table(sweep: dict) -> list[str]:
     """Mean digit FID over seeds at 1 NFE and at each swept 2-NFE sigma_mid index (development noise)."""
-    rows = sigma_mid_rows(sweep)
+    rows = by_row(sweep["runs"])
     points = [(c["index"], c["sigma_mid"]) for c in next(iter(rows.values()))[0]["curve"]]
     head = " | ".join(f"{i} (σ {s:.3g})" for i, s in points)
     lines = [f"| row | seeds | 1 NFE | {head} | best index |", "|---" * (len(points) + 4) + "|"]
@@ -323,7 +318,7 @@ def sigma_mid_table(sweep: dict) -> list[str]:
 def sigma_mid_scored_table(sweep: dict, rows: dict[str, list[dict]]) -> list[str]:
     """The runs scored at a chosen index on the evaluation noise, beside their 1-NFE and default 2-NFE scores."""
     lines = []
-    for row, entries in sigma_mid_rows(sweep).items():
+    for row, entries in by_row(sweep["runs"]).items():
         scored = [e for e in entries if "scored" in e]
         if not scored:
             continue
@@ -351,7 +346,7 @@ def sigma_mid_plot(sweep: dict, out: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for k, (row, entries) in enumerate(sigma_mid_rows(sweep).items()):
+    for k, (row, entries) in enumerate(by_row(sweep["runs"]).items()):
         x = [c["sigma_mid"] for c in entries[0]["curve"]]
         y = np.mean([[c["fid"] for c in e["curve"]] for e in entries], axis=0)
         line = ax.plot(x, y, "o-", color=f"C{k}", label=f"{row} ({len(entries)}), 2 NFE")[0]

@@ -278,11 +278,15 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     return record
 
 
+def study_order(row: str, seed: int) -> tuple[int, int]:
+    """Sort key of results.json and sigma_mid.json: the order of ROWS (unknown rows last), then seed."""
+    return list(ROWS).index(row) if row in ROWS else len(ROWS), seed
+
+
 def merge() -> list[dict]:
     """results.json = every record under runs/, sorted by row order then seed."""
-    order = {r: i for i, r in enumerate(ROWS)}
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
-    records.sort(key=lambda r: (order.get(r["row"], len(order)), r["seed"]))
+    records.sort(key=lambda r: study_order(r["row"], r["seed"]))
     tmp = RESULTS.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"runs": records}, indent=1))
     tmp.replace(RESULTS)
@@ -325,11 +329,10 @@ def cmd_sigma_mid(args) -> None:
     print(f"sigma_mid sweep of {len(jobs)} run(s): {jobs}", flush=True)
     with ThreadPoolExecutor(args.workers) as pool:
         new = list(pool.map(lambda j: sigma_mid_sweep(*j, args.threads, args.score_index), jobs))
-    order = {r: i for i, r in enumerate(ROWS)}
     runs = {(e["row"], e["seed"]): e for e in old}
     for e in new:  # a rerun without --score-index keeps an entry's earlier scoring
         runs[e["row"], e["seed"]] = {**runs.get((e["row"], e["seed"]), {}), **e}
-    runs = [runs[k] for k in sorted(runs, key=lambda k: (order.get(k[0], len(order)), k[1]))]
+    runs = [runs[k] for k in sorted(runs, key=lambda k: study_order(*k))]
     meta = {"noise_seed": DEV_SEED, "num_samples": NUM_EVAL, "metric": "digit FID (lct.eval.digits), EMA weights"}
     SIGMA_MID.write_text(json.dumps({**meta, "runs": runs}, indent=1))
     print(f"wrote {SIGMA_MID}")
