@@ -188,3 +188,17 @@ def test_sigma_mid_sweep_reads_the_evaluations_it_asked_for(tmp_path, monkeypatc
         "digit_coverage": 0.99,
     }
     assert study.DEV_SEED >= study.EVAL_SEED + study.NUM_EVAL  # the sweep's noise never overlaps the evaluation's
+
+
+def test_report_follows_edm_rows_at_their_multi_step_nfe(tmp_path):
+    """An EDM row's in-loop curve (tables and question 3) is its Heun 35-NFE digit FID, not one Euler step."""
+    runs = [record("ilct", 0, 60.0, None)]
+    for row in ("edm", "edm_6k"):
+        edm = record(row, 0, 120.0, None)
+        edm["curves"]["digits/fid_35nfe"] = [[50, 30.0], [100, 20.0]]
+        runs.append(edm)
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "| `edm`, 35 NFE (1 (< 3)) | 30.00 | 20.00 |" in text  # the 1-NFE curve (24, 12) is not shown
+    assert "| step | `edm_6k`, 35 NFE (1 (< 3)) | `edm`, 35 NFE (1 (< 3)) |" in text
+    assert "| 100 | 20.0 | 20.0 |" in text

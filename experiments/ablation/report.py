@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from study import EDM_NFE, PAPER, ROWS, base_row, is_edm
 
+EDM_CURVE_NFE = 35  # the in-loop callbacks' multi-step EDM point (conf/experiment/edm.yaml)
+
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
 
@@ -162,21 +164,33 @@ def versus_table(rows: dict[str, list[dict]], base: str = "ilct") -> list[str]:
     return lines
 
 
+def curve_key(row: str) -> str:
+    """The in-loop digit-FID curve a row is followed by: 1 NFE, except the EDM rows' Heun 35 NFE (their own
+    sampler's; one Euler step of a diffusion model says nothing about how far its training has got)."""
+    return f"digits/fid_{EDM_CURVE_NFE}nfe" if is_edm(row) else "digits/fid_1nfe"
+
+
+def curve_label(row: str, code: bool = False) -> str:
+    """The row's name (in backticks for a table) and, for an EDM row, the NFE its curve is at."""
+    name = f"`{row}`" if code else row
+    return f"{name}, {EDM_CURVE_NFE} NFE" if is_edm(row) else name
+
+
 def curve_table(rows: dict[str, list[dict]]) -> list[str]:
-    steps = sorted({s for runs in rows.values() for r in runs for s, _ in r["curves"].get("digits/fid_1nfe", [])})
+    steps = sorted({s for row, runs in rows.items() for r in runs for s, _ in r["curves"].get(curve_key(row), [])})
     lines = ["| row | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
     for row, runs in rows.items():
         cells = []
         for s in steps:
-            vals = [v for r in runs for t, v in r["curves"].get("digits/fid_1nfe", []) if t == s]
+            vals = [v for r in runs for t, v in r["curves"].get(curve_key(row), []) if t == s]
             cells.append(stat(vals, 2))
-        lines.append(f"| `{row}` ({seeds(runs)}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {curve_label(row, code=True)} ({seeds(runs)}) | " + " | ".join(cells) + " |")
     return lines
 
 
-def fid_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """The in-loop 1-NFE digit FID at the steps every seed logged: (steps, (seeds, steps) values)."""
-    curves = [dict((s, v) for s, v in r["curves"].get("digits/fid_1nfe", [])) for r in runs]
+def fid_curve(row: str, runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The row's in-loop digit FID (curve_key) at the steps every seed logged: (steps, (seeds, steps) values)."""
+    curves = [dict((s, v) for s, v in r["curves"].get(curve_key(row), [])) for r in runs]
     steps = sorted(set.intersection(*[set(c) for c in curves])) if curves and all(curves) else []
     return np.array(steps, dtype=int), np.array([[c[s] for s in steps] for c in curves])
 
@@ -195,10 +209,13 @@ def length_table(rows: dict[str, list[dict]]) -> list[str]:
     for long, base in pairs:
         for row in (long, base):
             if row in rows and row not in curves:
-                steps, values = fid_curve(rows[row])
+                steps, values = fid_curve(row, rows[row])
                 curves[row] = {int(s): list(values[:, k]) for k, s in enumerate(steps)}
     cols = list(curves)
-    lines = ["| step | " + " | ".join(f"`{c}` ({seeds(rows[c])})" for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = [
+        "| step | " + " | ".join(f"{curve_label(c, code=True)} ({seeds(rows[c])})" for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for s in sorted({s for c in curves.values() for s in c}):
         lines.append(f"| {s} | " + " | ".join(stat(curves[c][s], 1) if s in curves[c] else "" for c in cols) + " |")
     return lines
@@ -214,13 +231,15 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
     written = []
     # FID (digit metric, in-loop, 256 samples) vs step, 1 NFE.
     fig, ax = plt.subplots(figsize=(6, 4))
-    for row, runs in rows.items():
-        steps, m = fid_curve(runs)
-        if not len(steps) or base_row(row):  # the long rows have their own plot
+    for k, (row, runs) in enumerate((r, v) for r, v in rows.items() if not base_row(r)):  # long rows: own plot
+        steps, m = fid_curve(row, runs)
+        if not len(steps):
             continue
         offset = runs[0].get("init_edm_steps", 0)
-        ax.errorbar(steps + offset, m.mean(0), yerr=m.std(0) if len(m) > 1 else None, marker="o", label=row)
-    ax.set(xlabel="training step (EDM steps included for *_init)", ylabel="digit FID, 1 NFE (256 samples)")
+        yerr = m.std(0) if len(m) > 1 else None
+        style = dict(color=f"C{k % 10}", ls="-" if k < 10 else "--", marker="o" if k < 10 else "s")  # 10 colours
+        ax.errorbar(steps + offset, m.mean(0), yerr=yerr, label=curve_label(row), **style)
+    ax.set(xlabel="training step (EDM steps included for *_init)", ylabel="digit FID, 1 NFE (EDM: 35; 256 samples)")
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -236,11 +255,12 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
             for row, style in ((long, "-"), (base, "--")):
                 if row not in rows:
                     continue
-                steps, m = fid_curve(rows[row])
+                steps, m = fid_curve(row, rows[row])
                 if len(steps):
                     yerr = m.std(0) if len(m) > 1 else None
-                    ax.errorbar(steps, m.mean(0), yerr=yerr, ls=style, marker="o", ms=3, color=f"C{k}", label=row)
-        ax.set(xlabel="training step", ylabel="digit FID, 1 NFE (256 samples)", yscale="log")
+                    style = dict(ls=style, marker="o", ms=3, color=f"C{k}", label=curve_label(row))
+                    ax.errorbar(steps, m.mean(0), yerr=yerr, **style)
+        ax.set(xlabel="training step", ylabel="digit FID, 1 NFE (EDM: 35; 256 samples)", yscale="log")
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "fid_vs_step_long.png", dpi=120)
@@ -387,11 +407,17 @@ def report(runs: list[dict], out: Path) -> None:
     if "edm" in rows:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
     short = {row: runs for row, runs in rows.items() if not base_row(row)}
-    lines += ["## In-loop digit FID (1 NFE, 256 samples, seed 0 noise) vs step", "", *curve_table(short), ""]
+    lines += [
+        "## In-loop digit FID (1 NFE; EDM rows: Heun 35 NFE; 256 samples, seed 0 noise) vs step",
+        "",
+        *curve_table(short),
+        "",
+    ]
     length = length_table(rows)
     if length:
         lines += [
-            "## Training length (question 3): in-loop digit FID, 1 NFE, of the long rows beside their 1,500-step rows",
+            "## Training length (question 3): in-loop digit FID (1 NFE; EDM: 35) of the long rows beside their "
+            "1,500-step rows",
             "",
             "A long row's curriculum stretches with its steps, so its step-1,500 point is not the short row's.",
             "",
