@@ -119,6 +119,7 @@ def test_report_training_length_table(tmp_path):
     assert "| step | `ilct_6k` (1 (< 3)) | `ilct` (2 (< 3)) |" in text
     assert "| 100 | 7.0 | 6.2 ± 0.3 |" in text  # 60/10 and 64/10
     assert "| 200 | 3.0 |  |" in text  # the short row stops at its own budget
+    assert "| **Inception FID, end** | 40.0 | 62.0 ± 2.8 |" in text  # 1 NFE
     short = text.split("## In-loop digit FID")[1].split("## Training length")[0]
     assert "`ilct_6k`" not in short
     assert (tmp_path / "fid_vs_step_long.png").stat().st_size > 0
@@ -202,3 +203,5 @@ def test_report_follows_edm_rows_at_their_multi_step_nfe(tmp_path):
     assert "| `edm`, 35 NFE (1 (< 3)) | 30.00 | 20.00 |" in text  # the 1-NFE curve (24, 12) is not shown
     assert "| step | `edm_6k`, 35 NFE (1 (< 3)) | `edm`, 35 NFE (1 (< 3)) |" in text
     assert "| 100 | 20.0 | 20.0 |" in text
+    # The end of question 3's table: each column's final Inception FID at that NFE (record(): only 1 NFE here).
+    assert "| **Inception FID, end** | — | — |" in text

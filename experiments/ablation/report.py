@@ -164,10 +164,15 @@ def versus_table(rows: dict[str, list[dict]], base: str = "ilct") -> list[str]:
     return lines
 
 
+def curve_nfe(row: str) -> int:
+    """The NFE a row is followed at over training: 1, except the EDM rows' Heun 35 NFE (their own sampler's;
+    one Euler step of a diffusion model says nothing about how far its training has got)."""
+    return EDM_CURVE_NFE if is_edm(row) else 1
+
+
 def curve_key(row: str) -> str:
-    """The in-loop digit-FID curve a row is followed by: 1 NFE, except the EDM rows' Heun 35 NFE (their own
-    sampler's; one Euler step of a diffusion model says nothing about how far its training has got)."""
-    return f"digits/fid_{EDM_CURVE_NFE}nfe" if is_edm(row) else "digits/fid_1nfe"
+    """The row's in-loop digit-FID curve (at curve_nfe)."""
+    return f"digits/fid_{curve_nfe(row)}nfe"
 
 
 def curve_label(row: str, code: bool = False) -> str:
@@ -218,6 +223,8 @@ def length_table(rows: dict[str, list[dict]]) -> list[str]:
     ]
     for s in sorted({s for c in curves.values() for s in c}):
         lines.append(f"| {s} | " + " | ".join(stat(curves[c][s], 1) if s in curves[c] else "" for c in cols) + " |")
+    final = [stat([v for r in rows[c] if (v := metric(r, curve_nfe(c), "fid")) is not None], 1) for c in cols]
+    lines.append("| **Inception FID, end** | " + " | ".join(final) + " |")
     return lines
 
 
