@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from study import EDM_NFE, PAPER, ROWS, base_row, is_edm
 
-EDM_CURVE_NFE = 35  # the in-loop callbacks' multi-step EDM point (conf/experiment/edm.yaml)
+from lct.core import DEFAULT_NFE
+
+EDM_CURVE_NFE = DEFAULT_NFE["diffusion"][-1]  # the in-loop callbacks' multi-step EDM point (Heun)
 
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
@@ -265,8 +267,8 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
                 steps, m = fid_curve(row, rows[row])
                 if len(steps):
                     yerr = m.std(0) if len(m) > 1 else None
-                    style = dict(ls=style, marker="o", ms=3, color=f"C{k}", label=curve_label(row))
-                    ax.errorbar(steps, m.mean(0), yerr=yerr, **style)
+                    kw = dict(ls=style, marker="o", ms=3, color=f"C{k}", label=curve_label(row))
+                    ax.errorbar(steps, m.mean(0), yerr=yerr, **kw)
         ax.set(xlabel="training step", ylabel="digit FID, 1 NFE (EDM: 35; 256 samples)", yscale="log")
         ax.legend(fontsize=7)
         fig.tight_layout()
