@@ -47,6 +47,7 @@ def record(row: str, seed: int, fid1: float, fid2: float) -> dict:
 def test_report_tables_mean_std_and_seed_marks(tmp_path):
     runs = [record("ilct", 0, 60.0, 70.0), record("ilct", 1, 62.0, 72.0), record("ilct", 2, 64.0, 74.0)]
     runs += [record("slct", 0, 90.0, 95.0), record("cauchy", 0, 50.0, 55.0), record("cauchy", 1, 52.0, None)]
+    runs += [{**record("ilct_b64", 0, 58.0, None), "config": {"data": {"batch_size": 64}}}]
     report.report(runs, tmp_path)
     text = (tmp_path / "tables.md").read_text()
     assert "| `ilct` | 3 | 100 | 10 | 62.0 ± 2.0 | 72.0 ± 2.0 |" in text
@@ -55,6 +56,7 @@ def test_report_tables_mean_std_and_seed_marks(tmp_path):
     assert "| `cauchy` | 2 | -11.0 | 2.0 | better | every seed better |" in text
     assert "| `slct` | 1 |" not in text
     assert "| `slct` | 1 (< 3) | 100 | 10 | 90.0 | 95.0 |" in text
+    assert "| `ilct_b64` | 1 (< 3) | 100 × 64 | 10 | 58.0 | — |" in text  # the batch, where the record has it
     assert "| 37.15, R 0.12; 16.84 |" in text  # the paper's Table 2(a) / Table 1 beside ours
     # Stage means: N = 11 averages the two rows logged at N = 11 (0.1, 0.3), then over seeds.
     assert "| `ilct` | 11 | 0.01 | 0.2000 | 4.00 | 0.0200 |" in text

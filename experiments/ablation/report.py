@@ -7,11 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_NFE, PAPER, ROWS, base_row, is_edm
+from study import EDM_INCEPTION_NFE, EDM_NFE, PAPER, ROWS, base_row, is_edm
 
-from lct.core import DEFAULT_NFE
-
-EDM_CURVE_NFE = DEFAULT_NFE["diffusion"][-1]  # the in-loop callbacks' multi-step EDM point (Heun)
+EDM_CURVE_NFE = EDM_INCEPTION_NFE[-1]  # the in-loop callbacks' multi-step EDM point (Heun)
 
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
@@ -60,14 +58,17 @@ def wall(runs: list[dict]) -> str:
 
 def main_table(rows: dict[str, list[dict]]) -> list[str]:
     lines = [
-        "| row | seeds | steps | train min/run | FID 1 NFE | FID 2 NFE | P / R 1 NFE | digit FID 1 NFE | legible 1 NFE "
-        "| coverage 1 NFE | digit FID 2 NFE | digit FID 1 NFE, online weights | paper: FID 1 NFE, recall; FID 2 NFE |",
+        "| row | seeds | steps × batch | train min/run | FID 1 NFE | FID 2 NFE | P / R 1 NFE | digit FID 1 NFE "
+        "| legible 1 NFE | coverage 1 NFE | digit FID 2 NFE | digit FID 1 NFE, online weights "
+        "| paper: FID 1 NFE, recall; FID 2 NFE |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, runs in rows.items():
         second = 3 if is_edm(row) else 2  # EDM's cheapest multi-step point is Heun NFE 3
         edm_steps = runs[0].get("init_edm_steps", 0)
-        steps_text = f"{edm_steps} EDM + {runs[0]['steps']}" if edm_steps else runs[0]["steps"]
+        steps_text = f"{edm_steps} EDM + {runs[0]['steps']}" if edm_steps else str(runs[0]["steps"])
+        batch = runs[0].get("config", {}).get("data", {}).get("batch_size")
+        steps_text += f" × {batch}" if batch else ""
         paper = PAPER.get(row)
         lines.append(
             f"| `{row}` | {seeds(runs)} | {steps_text} | {wall(runs)} "
