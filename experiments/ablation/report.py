@@ -7,9 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_INCEPTION_NFE, EDM_NFE, PAPER, ROWS, base_row, is_edm
+from study import EDM_CURVE_NFE, EDM_NFE, PAPER, ROWS, base_row, is_edm
 
-EDM_CURVE_NFE = EDM_INCEPTION_NFE[-1]  # the in-loop callbacks' multi-step EDM point (Heun)
+CURVE_YLABEL = f"digit FID, 1 NFE (EDM: {EDM_CURVE_NFE}; 256 samples)"  # the in-loop curves' axis
 
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
 
@@ -249,7 +249,7 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
         yerr = m.std(0) if len(m) > 1 else None
         style = dict(color=f"C{k % 10}", ls="-" if k < 10 else "--", marker="o" if k < 10 else "s")  # 10 colours
         ax.errorbar(steps + offset, m.mean(0), yerr=yerr, label=curve_label(row), **style)
-    ax.set(xlabel="training step (EDM steps included for *_init)", ylabel="digit FID, 1 NFE (EDM: 35; 256 samples)")
+    ax.set(xlabel="training step (EDM steps included for *_init)", ylabel=CURVE_YLABEL)
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -270,7 +270,7 @@ def plots(rows: dict[str, list[dict]], out: Path) -> list[str]:
                     yerr = m.std(0) if len(m) > 1 else None
                     kw = dict(ls=style, marker="o", ms=3, color=f"C{k}", label=curve_label(row))
                     ax.errorbar(steps, m.mean(0), yerr=yerr, **kw)
-        ax.set(xlabel="training step", ylabel="digit FID, 1 NFE (EDM: 35; 256 samples)", yscale="log")
+        ax.set(xlabel="training step", ylabel=CURVE_YLABEL, yscale="log")
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "fid_vs_step_long.png", dpi=120)
@@ -418,7 +418,7 @@ def report(runs: list[dict], out: Path) -> None:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
     short = {row: runs for row, runs in rows.items() if not base_row(row)}
     lines += [
-        "## In-loop digit FID (1 NFE; EDM rows: Heun 35 NFE; 256 samples, seed 0 noise) vs step",
+        f"## In-loop digit FID (1 NFE; EDM rows: Heun {EDM_CURVE_NFE} NFE; 256 samples, seed 0 noise) vs step",
         "",
         *curve_table(short),
         "",
@@ -426,8 +426,8 @@ def report(runs: list[dict], out: Path) -> None:
     length = length_table(rows)
     if length:
         lines += [
-            "## Training length (question 3): in-loop digit FID (1 NFE; EDM: 35) of the long rows beside their "
-            "1,500-step rows",
+            f"## Training length (question 3): in-loop digit FID (1 NFE; EDM: {EDM_CURVE_NFE}) of the long rows "
+            "beside their 1,500-step rows",
             "",
             "A long row's curriculum stretches with its steps, so its step-1,500 point is not the short row's.",
             "",

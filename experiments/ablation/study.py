@@ -38,7 +38,8 @@ EVAL_SEED = 10_000  # sample i of the final evaluation uses seed 10,000 + i (the
 REF_SEED = 0  # the reference digits: a seed-0 permutation of the wheel's 5,000, first 1,000 (class-balanced)
 NUM_EVAL = 1000
 EDM_NFE = [1, 3, 5, 11, 35]  # Heun: NFE = 2 steps - 1 (digit metrics at each)
-EDM_INCEPTION_NFE = [1, DEFAULT_NFE["diffusion"][-1]]  # always scored with Inception FID: 1 and the in-loop Heun NFE
+EDM_CURVE_NFE = DEFAULT_NFE["diffusion"][-1]  # the in-loop callbacks' multi-step EDM point (Heun)
+EDM_INCEPTION_NFE = [1, EDM_CURVE_NFE]  # always scored with Inception FID for the EDM rows
 DEV_SEED = 50_000  # the sigma_mid sweep's noise (sample i: seed 50,000 + i), disjoint from EVAL_SEED's 1,000
 SIGMA_MID_INDICES = [200, 300, 340, 360, 380, 400, 430, 460, 500]  # of the 641-point grid; 430 = the default
 SIGMA_MID = HERE / "sigma_mid.json"
@@ -62,8 +63,8 @@ ROWS: dict[str, list[str]] = {
     # Is OT too strong at D = 256? Block-4 OT ties x0 to noise about as tightly as whole-batch OT does at the
     # paper's D = 4,096 (docs/method.md, "OT coupling strength").
     "cauchy_ot_block4": ["experiment=cauchy_ot", "coupling=ot_block4"],
-    # The same wall time spent differently: batch 64 for 2,600 steps costs what batch 128 for 1,500 does on the
-    # 2-core CPU (a batch-64 step ~0.58x; the records' train minutes check it). More, noisier steps.
+    # The same wall time spent differently: batch 64 for 2,600 steps, sized from an uncommitted estimate that a
+    # batch-64 step costs ~0.58x a batch-128 one on the 2-core CPU; the records' train minutes are the measurement.
     **{f"{r}_b64": [f"experiment={r}", "data.batch_size=64", "trainer.max_steps=2600"] for r in ("ilct", "slct_noot")},
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
