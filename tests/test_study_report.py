@@ -74,6 +74,7 @@ def test_every_study_row_composes(tmp_path):
         cfg = compose_cfg(tmp_path, overrides, data="mnist")
         assert cfg.seed == 0
         assert cfg.trainer.max_steps == study.row_steps(row)
+        assert cfg.optimizer.lr == (2e-3 if row.endswith("_lr2e3") else 1e-3)  # scale=cpu's lr unless the row's own
 
 
 @pytest.mark.parametrize("row", ["slct_noot", "ilct_init", "edm_6k"])

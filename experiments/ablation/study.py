@@ -66,6 +66,12 @@ ROWS: dict[str, list[str]] = {
     # The same wall time spent differently: batch 64 for 2,600 steps, sized from an uncommitted estimate that a
     # batch-64 step costs ~0.58x a batch-128 one on the 2-core CPU; the records' train minutes are the measurement.
     **{f"{r}_b64": [f"experiment={r}", "data.batch_size=64", "trainer.max_steps=2600"] for r in ("ilct", "slct_noot")},
+    # Twice scale=cpu's lr 1e-3, the next point of the calibration's still-improving lr trend (1e-4 -> 3e-4 -> 1e-3:
+    # FID 116 -> 92 -> 77, experiments/cpu_calibration), for the recipe and for iLCT (question 4).
+    **{
+        f"{r}_lr2e3": [*o, "optimizer.lr=2e-3"]
+        for r, o in (("ilct", ["experiment=ilct"]), ("slct_noot", ["experiment=slct", "coupling=none"]))
+    },
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
