@@ -65,6 +65,17 @@ def test_report_tables_mean_std_and_seed_marks(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_long_rows_are_compared_with_ilct_of_their_own_length(tmp_path):
+    """A 6,000-step row against the 1,500-step `ilct` would credit training length to the method."""
+    runs = [record("ilct", k, f, None) for k, f in enumerate((60.0, 62.0))]
+    runs += [record("ilct_6k", k, f, None) for k, f in enumerate((40.0, 42.0))]
+    runs += [record("slct_noot_6k", k, f, None) for k, f in enumerate((30.0, 31.0))]
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "| `slct_noot_6k` | 2 | -10.5 | 1.4 | better | every seed better |" in text  # 30.5 - 41.0
+    assert "| `ilct_6k` | 2 |" not in text  # not a row of either comparison (it is the long one's base)
+
+
 def test_every_study_row_composes(tmp_path):
     """Each row's overrides compose into a config (a typo in a row would cost a run's time to find)."""
     from train_utils import compose_cfg

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_CURVE_NFE, EDM_NFE, PAPER, ROWS, base_row, is_edm
+from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIX, PAPER, ROWS, base_row, is_edm
 
 CURVE_YLABEL = f"digit FID, 1 NFE (EDM: {EDM_CURVE_NFE}; 256 samples)"  # the in-loop curves' axis
 
@@ -411,12 +411,15 @@ def report(runs: list[dict], out: Path) -> None:
         *main_table(rows),
         "",
     ]
-    versus = versus_table(rows)
+    # Each row against iLCT at its own length: the 1,500-step rows against `ilct`, the long rows against `ilct_6k`.
+    short = {row: runs for row, runs in rows.items() if not base_row(row)}
+    long = {row: runs for row, runs in rows.items() if base_row(row)}
+    versus = [t for t in (versus_table(short), versus_table(long, base=f"ilct{LONG_SUFFIX}")) if t]
     if versus:
-        lines += ["## Against iLCT (1-NFE Inception FID, rows with ≥ 2 seeds)", "", *versus, ""]
+        lines += ["## Against iLCT of the same length (1-NFE Inception FID, rows with ≥ 2 seeds)", ""]
+        lines += [line for t in versus for line in (*t, "")]
     if "edm" in rows:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
-    short = {row: runs for row, runs in rows.items() if not base_row(row)}
     lines += [
         f"## In-loop digit FID (1 NFE; EDM rows: Heun {EDM_CURVE_NFE} NFE; 256 samples, seed 0 noise) vs step",
         "",
