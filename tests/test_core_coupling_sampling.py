@@ -76,6 +76,9 @@ def test_ema_update_and_warmup():
     ema_update(a, b, 0.0)
     torch.testing.assert_close(a[0], b[0])
     assert ema_decay(0, 0.999, warmup=True) == pytest.approx(0.1) and ema_decay(10**6, 0.999, warmup=True) == 0.999
+    # conf/ema/cpu.yaml: the warm-up is the decay for all of a 1,500-step run; 0.999 binds from step 8,990 on.
+    assert ema_decay(1500, 0.999, warmup=True) == pytest.approx(1501 / 1510)
+    assert ema_decay(8989, 0.999, warmup=True) < 0.999 == ema_decay(8990, 0.999, warmup=True)
     with pytest.raises(ValueError, match="decay"):
         ema_decay(0, 1.0)
 
