@@ -48,8 +48,10 @@ DEFAULT_STEPS = 1500  # trainer=cpu's max_steps: every row not setting its own (
 
 # Row -> Hydra overrides. The chain is the paper's Table 2(a); the c rows test the c hypothesis; the init
 # rows start consistency training from the same seed's EDM run at step INIT_EDM_STEP (equal total steps).
+# The two rows question 4's variants (batch, lr) are compared between: the baseline and the recipe.
+ILCT, SLCT_NOOT = ["experiment=ilct"], ["experiment=slct", "coupling=none"]
 ROWS: dict[str, list[str]] = {
-    "ilct": ["experiment=ilct"],
+    "ilct": ILCT,
     "cauchy": ["experiment=cauchy"],
     "cauchy_diff": ["experiment=cauchy_diff"],
     "cauchy_ot": ["experiment=cauchy_ot"],
@@ -58,7 +60,7 @@ ROWS: dict[str, list[str]] = {
     "cauchy_ot_cfit": ["experiment=cauchy_ot_c", "c_schedule=fitted_mnist"],
     "cauchy_ot_conline": ["experiment=cauchy_ot", "c_schedule=online"],
     # Recipe candidates (question 4): the full method without the component that loses at this scale (OT).
-    "slct_noot": ["experiment=slct", "coupling=none"],
+    "slct_noot": SLCT_NOOT,
     "cauchy_diff_c": ["experiment=cauchy_diff", "c_schedule=adaptive"],
     # Is OT too strong at D = 256? Block-4 OT ties x0 to noise about as tightly as whole-batch OT does at the
     # paper's D = 4,096 (docs/method.md, "OT coupling strength").
@@ -68,10 +70,8 @@ ROWS: dict[str, list[str]] = {
     **{f"{r}_b64": [f"experiment={r}", "data.batch_size=64", "trainer.max_steps=2600"] for r in ("ilct", "slct_noot")},
     # Twice scale=cpu's lr 1e-3, the next point of the calibration's still-improving lr trend (1e-4 -> 3e-4 -> 1e-3:
     # FID 116 -> 92 -> 77, experiments/cpu_calibration), for the recipe and for iLCT (question 4).
-    **{
-        f"{r}_lr2e3": [*o, "optimizer.lr=2e-3"]
-        for r, o in (("ilct", ["experiment=ilct"]), ("slct_noot", ["experiment=slct", "coupling=none"]))
-    },
+    "ilct_lr2e3": [*ILCT, "optimizer.lr=2e-3"],
+    "slct_noot_lr2e3": [*SLCT_NOOT, "optimizer.lr=2e-3"],
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
