@@ -78,6 +78,8 @@ def _latent_root(root, n=16, nan_at=None):
         ("method.diffusion.weight=-1", "method.diffusion.weight"),
         ("method.diffusion.ratio=1.5", "method.diffusion.ratio"),
         ("resume_changes=maybe", "resume_changes"),
+        ("ema.warmup=1", "ema.warmup"),
+        ("ema.decays=[1.0]", "ema.decays"),
     ],
 )
 def test_bad_config_values_are_refused_before_any_work(tmp_path, override, key):

@@ -76,6 +76,24 @@ def test_long_rows_are_compared_with_ilct_of_their_own_length(tmp_path):
     assert "| `ilct_6k` | 2 |" not in text  # not a row of either comparison (it is the long one's base)
 
 
+def test_report_ema_length_table_puts_each_ema_of_a_run_after_its_base_rows_ema(tmp_path):
+    def with_ema(rec, warmup, decays, emas=None):
+        rec = {**rec, "steps": 1500, "config": {"ema": {"decays": decays, "warmup": warmup}}}
+        if emas:
+            rec["metrics"] = {**rec["metrics"], "emas": emas}
+        return rec
+
+    scores = lambda f: {"results": {"1nfe": {"fid": f}}, "digits": {"1nfe": {"fid": f * 4}}}  # noqa: E731
+    runs = [with_ema(record("slct_noot", k, f, None), 10, [0.999]) for k, f in enumerate((46.0, 50.0))]
+    runs += [with_ema(record("slct_noot_ema", 0, 40.0, None), 3, [0.999, 0.99], {"0.99": scores(48.0)})]
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "the EMAs of `slct_noot_ema` (1 (< 3) seeds; warm-up 3: the decay is min(decay, (1 + k)/(3 + k)))" in text
+    # The base row on the same seed only (46, not the mean with seed 1's 50); horizons 1 / (1 - decay at the end).
+    assert "| `slct_noot`'s, 0.999, warm-up 10 (seeds as here) | 168 | 46.0 | 4.6 |" in text
+    assert "| 0.999 | 751 | 40.0 | 4.0 |" in text and "| 0.99 | 100 | 48.0 | 192.0 |" in text
+
+
 def test_every_study_row_composes(tmp_path):
     """Each row's overrides compose into a config (a typo in a row would cost a run's time to find)."""
     from train_utils import compose_cfg
@@ -86,6 +104,7 @@ def test_every_study_row_composes(tmp_path):
         assert cfg.seed == 0
         assert cfg.trainer.max_steps == study.row_steps(row)
         assert cfg.optimizer.lr == (2e-3 if row.endswith("_lr2e3") else 1e-3)  # scale=cpu's lr unless the row's own
+        assert cfg.ema.warmup == (3 if row.endswith("_ema") else 10)
 
 
 @pytest.mark.parametrize("row", ["slct_noot", "ilct_init", "edm_6k"])

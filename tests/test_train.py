@@ -60,7 +60,7 @@ def test_paper_scale_configs_keep_paper_values(tmp_path):
     assert cfg.optimizer._target_ == "torch.optim.RAdam" and cfg.optimizer.lr == 1e-4
     assert cfg.optimizer.weight_decay == 1e-4 and cfg.optimizer.eps == 1e-8
     cpu = compose_cfg(tmp_path, ["experiment=slct"])
-    assert cpu.optimizer.lr == 1e-3 and cpu.method.curriculum.s1 == 160 and cpu.ema.warmup
+    assert cpu.optimizer.lr == 1e-3 and cpu.method.curriculum.s1 == 160 and cpu.ema.warmup == 10
 
 
 def test_config_typos_fail_at_compose_time_naming_the_key(tmp_path):

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIX, PAPER, ROWS, base_row, is_edm
+from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIX, PAPER, ROWS, base_ema_row, base_row, is_edm
 
 CURVE_YLABEL = f"digit FID, 1 NFE (EDM: {EDM_CURVE_NFE}; 256 samples)"  # the in-loop curves' axis
 
@@ -164,6 +164,32 @@ def versus_table(rows: dict[str, list[dict]], base: str = "ilct") -> list[str]:
         verdict = "better" if delta < -spread else "worse" if delta > spread else "no"
         order = "every seed better" if v.max() < b.min() else "every seed worse" if v.min() > b.max() else "overlap"
         lines.append(f"| `{row}` | {len(v)} | {delta:+.1f} | {spread:.1f} | {verdict} | {order} |")
+    return lines
+
+
+def ema_horizon(run: dict, decay: float) -> int:
+    """About how many final steps an EMA averages: 1 / (1 − its decay at the run's last step)."""
+    from lct.core.ema import ema_decay
+
+    return round(1 / (1 - ema_decay(run["steps"] - 1, decay, run["config"]["ema"].get("warmup", False))))
+
+
+def ema_table(row: str, runs: list[dict], base: list[dict]) -> list[str]:
+    """Question 4's EMA length: 1-NFE scores of each EMA the row's runs carry (the first is the row's own score,
+    the others metrics["emas"]), after the EMA of the row it varies (`base`, scale=cpu's) on the same seeds."""
+    same = [r for r in base if r["seed"] in {x["seed"] for x in runs}]
+    lines = ["| EMA | averages about (steps) | Inception FID 1 NFE | digit FID 1 NFE |", "|---|---|---|---|"]
+    if same:
+        w = same[0]["config"]["ema"].get("warmup")
+        name = f"`{same[0]['row']}`'s, {same[0]['config']['ema']['decays'][0]}, warm-up {w} (seeds as here)"
+        fid, digit = ([metric(r, 1, k, t) for r in same] for k, t in (("fid", "results"), ("fid", "digits")))
+        lines.append(
+            f"| {name} | {ema_horizon(same[0], same[0]['config']['ema']['decays'][0])} | {stat(fid)} | {stat(digit)} |"
+        )
+    for k, decay in enumerate(runs[0]["config"]["ema"]["decays"]):
+        scores = [r["metrics"] if k == 0 else r["metrics"]["emas"].get(str(decay), {}) for r in runs]
+        fid, digit = ([metric({"metrics": m}, 1, "fid", t) for m in scores] for t in ("results", "digits"))
+        lines.append(f"| {decay} | {ema_horizon(runs[0], decay)} | {stat(fid)} | {stat(digit)} |")
     return lines
 
 
@@ -435,6 +461,16 @@ def report(runs: list[dict], out: Path) -> None:
             "A long row's curriculum stretches with its steps, so its step-1,500 point is not the short row's.",
             "",
             *length,
+            "",
+        ]
+    emas = {row: runs for row, runs in rows.items() if all("emas" in r["metrics"] for r in runs)}
+    for row, runs in emas.items():
+        w = runs[0]["config"]["ema"].get("warmup")
+        lines += [
+            f"## EMA length (question 4): the EMAs of `{row}` ({seeds(runs)} seeds; warm-up {w}: the decay is "
+            f"min(decay, (1 + k)/({w} + k)))",
+            "",
+            *ema_table(row, runs, rows.get(base_ema_row(row), [])),
             "",
         ]
     lines += ["## TD residual per curriculum stage (mean over the stage's log rows and seeds)", "", *td_table(rows), ""]

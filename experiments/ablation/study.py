@@ -50,6 +50,7 @@ DEFAULT_STEPS = 1500  # trainer=cpu's max_steps: every row not setting its own (
 # rows start consistency training from the same seed's EDM run at step INIT_EDM_STEP (equal total steps).
 # The two rows question 4's variants (batch, lr) are compared between: the baseline and the recipe.
 ILCT, SLCT_NOOT = ["experiment=ilct"], ["experiment=slct", "coupling=none"]
+EMA_ROWS, EMA_SUFFIX = {"slct_noot": SLCT_NOOT, "ilct": ILCT}, "_ema"
 ROWS: dict[str, list[str]] = {
     "ilct": ILCT,
     "cauchy": ["experiment=cauchy"],
@@ -72,6 +73,15 @@ ROWS: dict[str, list[str]] = {
     # FID 116 -> 92 -> 77, experiments/cpu_calibration), for the recipe and for iLCT (question 4).
     "ilct_lr2e3": [*ILCT, "optimizer.lr=2e-3"],
     "slct_noot_lr2e3": [*SLCT_NOOT, "optimizer.lr=2e-3"],
+    # EMA length (question 4): the EMA already beats the online weights by far, and scale=cpu's warm-up w = 10
+    # averages about the last 170 of 1,500 steps. One run per seed carries five EMAs of one warm-up w = 3:
+    # 0.999 never binds (the iterate of step j weighted ~ j, about the last 750 steps), 0.998 / 0.997 / 0.994 /
+    # 0.99 bind from steps 997 / 664 / 331 / 197 on (about the last 500 / 333 / 167 / 100 steps; 0.994 is
+    # close to scale=cpu's own EMA at step 1,500). The row scores the first; `evaluate` scores the others.
+    **{
+        f"{r}{EMA_SUFFIX}": [*o, "ema.warmup=3", "ema.decays=[0.999,0.998,0.997,0.994,0.99]"]
+        for r, o in EMA_ROWS.items()
+    },
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
@@ -100,6 +110,11 @@ def is_edm(row: str) -> bool:
 def base_row(row: str) -> str | None:
     """The 1,500-step row a question-3 long row stretches (ilct_6k -> ilct); None for the other rows."""
     return row.removesuffix(LONG_SUFFIX) if row.endswith(LONG_SUFFIX) else None
+
+
+def base_ema_row(row: str) -> str | None:
+    """The row whose EMA an EMA-length row varies (slct_noot_ema -> slct_noot); None for the other rows."""
+    return row.removesuffix(EMA_SUFFIX) if row.endswith(EMA_SUFFIX) and row in ROWS else None
 
 
 def run_dir(row: str, seed: int) -> Path:
@@ -221,7 +236,20 @@ def evaluate(row: str, seed: int, threads: int, inception_nfe: list[int]) -> dic
     if rest:
         digits.update(_evaluate(row, seed, threads, "eval_digits", rest, ["--metrics", "digit"])["digits"])
     online = _evaluate(row, seed, threads, "eval_online", nfe, ["--metrics", "digit", "--no-ema"])
-    return {"results": results, "digits": digits, "digits_online": online["digits"]}
+    metrics = {"results": results, "digits": digits, "digits_online": online["digits"]}
+    for d in run_ema_decays(row, seed)[1:]:  # the run's other EMAs: 1 NFE, Inception and digits, like the first
+        flags = ["--metrics", "inception,digit", "--ema-decay", str(d), *reference]
+        m = _evaluate(row, seed, threads, f"eval_ema{d}", [1], flags)
+        metrics.setdefault("emas", {})[str(d)] = {"results": m["results"], "digits": m["digits"]}
+    return metrics
+
+
+def run_ema_decays(row: str, seed: int) -> list[float]:
+    """The run's ema.decays, from its resolved config (the first is the one every score without a decay uses)."""
+    import yaml
+
+    config = yaml.safe_load((run_dir(row, seed) / "config_resolved.yaml").read_text())
+    return list(config["ema"]["decays"])
 
 
 def grid(row: str, seed: int, threads: int) -> None:

@@ -48,6 +48,12 @@ def validate_config(cfg: DictConfig) -> None:
     seed = _get(cfg, "seed")
     if not _is_int(seed):
         raise bad("seed", seed, "an integer")
+    warmup = _get(cfg, "ema.warmup")
+    if not (warmup is None or isinstance(warmup, bool) or (_is_number(warmup) and warmup > 1)):
+        raise bad("ema.warmup", warmup, "true (w = 10), false or a number w > 1 in min(decay, (1 + k)/(w + k))")
+    for decay in _get(cfg, "ema.decays") or []:
+        if not _is_number(decay) or not 0 <= decay < 1:
+            raise bad("ema.decays", decay, "a list of decays in [0, 1)")
     weight = _get(cfg, "method.diffusion.weight")
     if weight is not None and (not _is_number(weight) or weight < 0):
         raise bad("method.diffusion.weight", weight, "a number >= 0 (0 turns the diffusion loss off)")
