@@ -12,6 +12,7 @@ from lct.core import (
     ict_weight,
     karras_sigmas,
     lognormal_index_probs,
+    lr_factor,
     num_scales,
     sample_indices,
 )
@@ -126,3 +127,15 @@ def test_curriculum_k_prime_does_not_floor_the_log():
     kp = math.floor(100_000 / (math.log2(20) + 1))
     for k in (0, kp - 1, kp, 2 * kp, 4 * kp, 5 * kp, 99_999):
         assert num_scales(k, 100_000, 10, 200) == min(10 * 2 ** (k // kp), 200) + 1
+
+
+def test_lr_cooldown_closed_form_and_boundaries():
+    K = 1500
+    assert [lr_factor(k, K, 0.0) for k in (0, 1499)] == [1.0, 1.0]  # the paper's constant lr
+    # 0.2: constant through step 1,200, then (K - k) / 300: 1 at 1,200, 0.5 at 1,350, 1/300 at the last step.
+    assert lr_factor(1199, K, 0.2) == lr_factor(1200, K, 0.2) == 1.0
+    assert lr_factor(1350, K, 0.2) == pytest.approx(0.5) and lr_factor(1499, K, 0.2) == pytest.approx(1 / 300)
+    assert lr_factor(K, K, 0.2) == 0.0 and lr_factor(0, K, 1.0) == 1.0 and lr_factor(750, K, 1.0) == 0.5
+    for bad in ((0, K, -0.1), (0, K, 1.5), (-1, K, 0.2), (0, 0, 0.2)):
+        with pytest.raises(ValueError):
+            lr_factor(*bad)

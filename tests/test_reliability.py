@@ -201,6 +201,28 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
 # --- 4: config drift on resume --------------------------------------------------------------------------
 
 
+def _logged_lr(run) -> dict[int, float]:
+    import csv
+
+    with open(run / "csv" / "version_0" / "metrics.csv") as f:
+        return {int(r["step"]): float(r["train/lr"]) for r in csv.DictReader(f) if r.get("train/lr")}
+
+
+def test_lr_cooldown_follows_its_closed_form_and_survives_a_resume(tmp_path):
+    from lct.core import lr_factor
+
+    common = ["trainer.max_steps=10", "lr_schedule=cooldown", "lr_schedule.cooldown=0.5", "log_every=1"]
+    ckpt = ["callbacks.checkpoint.every_n_train_steps=4", "callbacks.checkpoint.save_top_k=-1"]
+    _train(tmp_path / "a", *common, *ckpt, "optimizer.lr=0.01", logger="csv")
+    lr = _logged_lr(tmp_path / "a" / "run")
+    assert lr == pytest.approx({k: 0.01 * lr_factor(k, 10, 0.5) for k in range(10)})  # 1 to step 5, then 0.8 ... 0.2
+    start = tmp_path / "a" / "run" / "checkpoints" / "epoch=0-step=4.ckpt"
+    _train(tmp_path / "b", *common, "optimizer.lr=0.01", f"ckpt_path='{start}'", logger="csv")
+    assert _logged_lr(tmp_path / "b" / "run") == pytest.approx({k: lr[k] for k in range(4, 10)})
+    with pytest.raises(LctError, match="lr_schedule.cooldown"):
+        _train(tmp_path / "c", "lr_schedule.cooldown=2")
+
+
 def test_resume_with_another_config_is_refused_then_recorded(tmp_path):
     _train(tmp_path, "trainer.max_steps=2")
     stored = (tmp_path / "run" / "config_resolved.yaml").read_text()

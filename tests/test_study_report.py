@@ -105,6 +105,7 @@ def test_every_study_row_composes(tmp_path):
         assert cfg.trainer.max_steps == study.row_steps(row)
         assert cfg.optimizer.lr == (2e-3 if row.endswith("_lr2e3") else 1e-3)  # scale=cpu's lr unless the row's own
         assert cfg.ema.warmup == (3 if row.endswith("_ema") else 10)
+        assert cfg.lr_schedule.cooldown == (0.2 if row.endswith("_cool") else 0.0)
 
 
 @pytest.mark.parametrize("row", ["slct_noot", "ilct_init", "edm_6k"])

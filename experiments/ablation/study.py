@@ -48,9 +48,10 @@ DEFAULT_STEPS = 1500  # trainer=cpu's max_steps: every row not setting its own (
 
 # Row -> Hydra overrides. The chain is the paper's Table 2(a); the c rows test the c hypothesis; the init
 # rows start consistency training from the same seed's EDM run at step INIT_EDM_STEP (equal total steps).
-# The two rows question 4's variants (batch, lr) are compared between: the baseline and the recipe.
+# The two rows question 4's variants (batch, lr, EMA, cooldown) are compared between (VARIED): the baseline
+# and the recipe.
 ILCT, SLCT_NOOT = ["experiment=ilct"], ["experiment=slct", "coupling=none"]
-EMA_ROWS, EMA_SUFFIX = {"slct_noot": SLCT_NOOT, "ilct": ILCT}, "_ema"
+VARIED, EMA_SUFFIX = {"ilct": ILCT, "slct_noot": SLCT_NOOT}, "_ema"
 ROWS: dict[str, list[str]] = {
     "ilct": ILCT,
     "cauchy": ["experiment=cauchy"],
@@ -79,9 +80,10 @@ ROWS: dict[str, list[str]] = {
     # 0.99 bind from steps 997 / 664 / 331 / 197 on (about the last 500 / 333 / 167 / 100 steps; 0.994 is
     # close to scale=cpu's own EMA at step 1,500). The row scores the first; `evaluate` scores the others.
     **{
-        f"{r}{EMA_SUFFIX}": [*o, "ema.warmup=3", "ema.decays=[0.999,0.998,0.997,0.994,0.99]"]
-        for r, o in EMA_ROWS.items()
+        f"{r}{EMA_SUFFIX}": [*o, "ema.warmup=3", "ema.decays=[0.999,0.998,0.997,0.994,0.99]"] for r, o in VARIED.items()
     },
+    # lr cooldown (question 4; beyond the paper, whose lr is constant): linear to 0 over the last 300 steps.
+    **{f"{r}_cool": [*o, "lr_schedule=cooldown"] for r, o in VARIED.items()},
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],

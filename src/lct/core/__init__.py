@@ -21,6 +21,7 @@ from .schedules import (
     UniformIndices,
     ict_weight,
     lognormal_index_probs,
+    lr_factor,
     num_scales,
     sample_indices,
     uniform_index_probs,

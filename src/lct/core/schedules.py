@@ -37,6 +37,20 @@ def num_scales(step: int, total_steps: int, s0: int = 10, s1: int = 640) -> int:
 # iCT eq. 10: discretized lognormal p(i) over the N-1 intervals [sigma_{i+1}, sigma_i].
 
 
+# ----------------------------------------------------------------------------
+# Learning-rate cooldown (beyond the paper, whose lr is constant): constant, then linear to 0 over the last
+# fraction `cooldown` of the run; a short run's last iterates then average out the gradient noise.
+
+
+def lr_factor(step: int, total_steps: int, cooldown: float = 0.0) -> float:
+    """The lr multiplier at `step` of `total_steps`: min(1, (K - k) / (cooldown * K)); 1 throughout for 0."""
+    if total_steps < 1 or step < 0:
+        raise ValueError(f"need total_steps >= 1 and step >= 0, got step={step}, total_steps={total_steps}")
+    if not 0.0 <= cooldown <= 1.0:
+        raise ValueError(f"the lr cooldown is a fraction of the run in [0, 1], got {cooldown}")
+    return 1.0 if cooldown == 0 else max(0.0, min(1.0, (total_steps - step) / (cooldown * total_steps)))
+
+
 def lognormal_index_probs(sigmas: torch.Tensor, p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
     """Probabilities p(i), i = 0..N-2, of drawing the pair (sigma_i, sigma_{i+1})."""
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64)

@@ -4,6 +4,7 @@ lct.core.EDMObjective for the diffusion baseline, whose student is an EDM Denois
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ class ConsistencyModule(L.LightningModule):
         max_nonfinite: int = 20,
         run_config: dict | None = None,
         init_from: dict | None = None,
+        total_steps: int | None = None,
+        lr_cooldown: float = 0.0,
     ):
         super().__init__()
         self.student, self.objective, self.ema_cfg = student, objective, ema
@@ -45,6 +48,9 @@ class ConsistencyModule(L.LightningModule):
         self.last_finite_step: int | None = None
         self._skipped, self._t_last, self._step = False, None, 0
         self.init_from = init_from
+        if lr_cooldown and not total_steps:
+            raise ValueError("an lr cooldown needs the run's total_steps")
+        self.total_steps, self.lr_cooldown = total_steps, lr_cooldown
 
     @property
     def noise_levels(self) -> core.NoiseLevels:
@@ -129,7 +135,12 @@ class ConsistencyModule(L.LightningModule):
             self.objective.after_optimizer_step(self.student)
 
     def configure_optimizers(self):
-        return self.optimizer_factory(params=[p for p in self.student.parameters() if p.requires_grad])
+        optimizer = self.optimizer_factory(params=[p for p in self.student.parameters() if p.requires_grad])
+        if not self.lr_cooldown:
+            return optimizer
+        factor = functools.partial(core.lr_factor, total_steps=self.total_steps, cooldown=self.lr_cooldown)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)  # lr at step k: lr * factor(k)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---------------------------------------------------------------- sampling and checkpoints
 

@@ -67,6 +67,8 @@ def build(cfg: DictConfig, datamodule=None):
         max_nonfinite=cfg.max_nonfinite,
         run_config=resolved,
         init_from=init,
+        total_steps=K,
+        lr_cooldown=cfg.lr_schedule.cooldown,
     )
     log.info("noise levels: %s", levels)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]

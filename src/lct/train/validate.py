@@ -48,6 +48,9 @@ def validate_config(cfg: DictConfig) -> None:
     seed = _get(cfg, "seed")
     if not _is_int(seed):
         raise bad("seed", seed, "an integer")
+    cooldown = _get(cfg, "lr_schedule.cooldown")
+    if cooldown is not None and (not _is_number(cooldown) or not 0 <= cooldown <= 1):
+        raise bad("lr_schedule.cooldown", cooldown, "a fraction of the run in [0, 1] (0: constant lr)")
     warmup = _get(cfg, "ema.warmup")
     if not (warmup is None or isinstance(warmup, bool) or (_is_number(warmup) and warmup > 1)):
         raise bad("ema.warmup", warmup, "true (w = 10), false or a number w > 1 in min(decay, (1 + k)/(w + k))")
