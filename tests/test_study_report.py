@@ -92,6 +92,7 @@ def test_report_ema_length_table_puts_each_ema_of_a_run_after_its_base_rows_ema(
     # The base row on the same seed only (46, not the mean with seed 1's 50); horizons 1 / (1 - decay at the end).
     assert "| `slct_noot`'s, 0.999, warm-up 10 (seeds as here) | 168 | 46.0 | 4.6 |" in text
     assert "| 0.999 | 751 | 40.0 | 4.0 |" in text and "| 0.99 | 100 | 48.0 | 192.0 |" in text
+    assert (tmp_path / "ema_length.png").stat().st_size > 0
 
 
 def test_every_study_row_composes(tmp_path):

@@ -174,23 +174,53 @@ def ema_horizon(run: dict, decay: float) -> int:
     return round(1 / (1 - ema_decay(run["steps"] - 1, decay, run["config"]["ema"].get("warmup", False))))
 
 
-def ema_table(row: str, runs: list[dict], base: list[dict]) -> list[str]:
-    """Question 4's EMA length: 1-NFE scores of each EMA the row's runs carry (the first is the row's own score,
-    the others metrics["emas"]), after the EMA of the row it varies (`base`, scale=cpu's) on the same seeds."""
+def ema_points(runs: list[dict], base: list[dict]) -> list[tuple[str, int, list, list]]:
+    """Question 4's EMA length: (EMA, steps it averages at the end, 1-NFE Inception FIDs, digit FIDs) for the EMA
+    of the row the runs vary (`base`, scale=cpu's) on the same seeds, then each EMA the runs carry (the first is
+    the row's own score, the others metrics["emas"])."""
+    points = []
     same = [r for r in base if r["seed"] in {x["seed"] for x in runs}]
-    lines = ["| EMA | averages about (steps) | Inception FID 1 NFE | digit FID 1 NFE |", "|---|---|---|---|"]
     if same:
-        w = same[0]["config"]["ema"].get("warmup")
-        name = f"`{same[0]['row']}`'s, {same[0]['config']['ema']['decays'][0]}, warm-up {w} (seeds as here)"
-        fid, digit = ([metric(r, 1, k, t) for r in same] for k, t in (("fid", "results"), ("fid", "digits")))
-        lines.append(
-            f"| {name} | {ema_horizon(same[0], same[0]['config']['ema']['decays'][0])} | {stat(fid)} | {stat(digit)} |"
-        )
+        ema = same[0]["config"]["ema"]
+        name = f"`{same[0]['row']}`'s, {ema['decays'][0]}, warm-up {ema.get('warmup')} (seeds as here)"
+        scores = [r["metrics"] for r in same]
+        points.append((name, ema_horizon(same[0], ema["decays"][0]), scores))
     for k, decay in enumerate(runs[0]["config"]["ema"]["decays"]):
         scores = [r["metrics"] if k == 0 else r["metrics"]["emas"].get(str(decay), {}) for r in runs]
-        fid, digit = ([metric({"metrics": m}, 1, "fid", t) for m in scores] for t in ("results", "digits"))
-        lines.append(f"| {decay} | {ema_horizon(runs[0], decay)} | {stat(fid)} | {stat(digit)} |")
-    return lines
+        points.append((str(decay), ema_horizon(runs[0], decay), scores))
+    return [
+        (name, h, *([metric({"metrics": m}, 1, "fid", t) for m in scores] for t in ("results", "digits")))
+        for name, h, scores in points
+    ]
+
+
+def ema_table(points: list[tuple[str, int, list, list]]) -> list[str]:
+    lines = ["| EMA | averages about (steps) | Inception FID 1 NFE | digit FID 1 NFE |", "|---|---|---|---|"]
+    return lines + [f"| {name} | {h} | {stat(fid)} | {stat(digit)} |" for name, h, fid, digit in points]
+
+
+def ema_plot(emas: dict[str, list[tuple[str, int, list, list]]], out: Path) -> str:
+    """Inception FID vs the steps each EMA averages, one line per EMA-length row; a star: its base row's EMA."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for k, (row, points) in enumerate(emas.items()):
+        own = [p for p in points if not p[0].startswith("`")]
+        h = [p[1] for p in own]
+        y = [np.mean([v for v in p[2] if v is not None]) for p in own]
+        ax.plot(h, y, "o-", color=f"C{k}", label=row)
+        for name, hb, fid, _ in points:
+            if name.startswith("`") and any(v is not None for v in fid):
+                ax.plot([hb], [np.mean([v for v in fid if v is not None])], "*", ms=12, color=f"C{k}")
+    ax.set(xscale="log", xlabel="steps the EMA averages at the end (star: scale=cpu's EMA)", ylabel="FID, 1 NFE")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "ema_length.png", dpi=120)
+    plt.close(fig)
+    return "ema_length.png"
 
 
 def curve_nfe(row: str) -> int:
@@ -463,14 +493,18 @@ def report(runs: list[dict], out: Path) -> None:
             *length,
             "",
         ]
-    emas = {row: runs for row, runs in rows.items() if all("emas" in r["metrics"] for r in runs)}
-    for row, runs in emas.items():
-        w = runs[0]["config"]["ema"].get("warmup")
+    emas = {
+        row: ema_points(runs, rows.get(base_ema_row(row), []))
+        for row, runs in rows.items()
+        if all("emas" in r["metrics"] for r in runs)
+    }
+    for row, points in emas.items():
+        w = rows[row][0]["config"]["ema"].get("warmup")
         lines += [
-            f"## EMA length (question 4): the EMAs of `{row}` ({seeds(runs)} seeds; warm-up {w}: the decay is "
+            f"## EMA length (question 4): the EMAs of `{row}` ({seeds(rows[row])} seeds; warm-up {w}: the decay is "
             f"min(decay, (1 + k)/({w} + k)))",
             "",
-            *ema_table(row, runs, rows.get(base_ema_row(row), [])),
+            *ema_table(points),
             "",
         ]
     lines += ["## TD residual per curriculum stage (mean over the stage's log rows and seeds)", "", *td_table(rows), ""]
@@ -501,7 +535,9 @@ def report(runs: list[dict], out: Path) -> None:
         if scored:
             lines += ["### At the index chosen there, scored on the evaluation noise", "", *scored, ""]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
-    written = plots(rows, out) + ([sigma_mid_plot(sweep, out)] if sweep else [])
+    written = (
+        plots(rows, out) + ([sigma_mid_plot(sweep, out)] if sweep else []) + ([ema_plot(emas, out)] if emas else [])
+    )
     print(f"wrote {out / 'tables.md'} and {', '.join(written)} from {len(runs)} runs")
 
 
