@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIX, PAPER, ROWS, base_ema_row, base_row, is_edm
 
+from lct.core.ema import ema_decay, warmup_width
+
 CURVE_YLABEL = f"digit FID, 1 NFE (EDM: {EDM_CURVE_NFE}; 256 samples)"  # the in-loop curves' axis
 
 TD_KEYS = ["train/td_std", "train/td_kurtosis", "train/td_outer_fence"]
@@ -169,8 +171,6 @@ def versus_table(rows: dict[str, list[dict]], base: str = "ilct") -> list[str]:
 
 def ema_horizon(run: dict, decay: float) -> int:
     """About how many final steps an EMA averages: 1 / (1 − its decay at the run's last step)."""
-    from lct.core.ema import ema_decay
-
     return round(1 / (1 - ema_decay(run["steps"] - 1, decay, run["config"]["ema"].get("warmup", False))))
 
 
@@ -182,7 +182,8 @@ def ema_points(runs: list[dict], base: list[dict]) -> list[tuple[str, int, list,
     same = [r for r in base if r["seed"] in {x["seed"] for x in runs}]
     if same:
         ema = same[0]["config"]["ema"]
-        name = f"`{same[0]['row']}`'s, {ema['decays'][0]}, warm-up {ema.get('warmup')} (seeds as here)"
+        w = warmup_width(ema.get("warmup", False))
+        name = f"`{same[0]['row']}`'s, {ema['decays'][0]}, warm-up w = {w:g} (seeds as here)"
         scores = [r["metrics"] for r in same]
         points.append((name, ema_horizon(same[0], ema["decays"][0]), scores))
     for k, decay in enumerate(runs[0]["config"]["ema"]["decays"]):
@@ -215,7 +216,7 @@ def ema_plot(emas: dict[str, list[tuple[str, int, list, list]]], out: Path) -> s
         for name, hb, fid, _ in points:
             if name.startswith("`") and any(v is not None for v in fid):
                 ax.plot([hb], [np.mean([v for v in fid if v is not None])], "*", ms=12, color=f"C{k}")
-    ax.set(xscale="log", xlabel="steps the EMA averages at the end (star: scale=cpu's EMA)", ylabel="FID, 1 NFE")
+    ax.set(xscale="log", xlabel="steps the EMA averages at the end (star: scale=cpu's EMA)", ylabel="Inception FID, 1 NFE (1,000 samples)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "ema_length.png", dpi=120)
@@ -501,8 +502,8 @@ def report(runs: list[dict], out: Path) -> None:
     for row, points in emas.items():
         w = rows[row][0]["config"]["ema"].get("warmup")
         lines += [
-            f"## EMA length (question 4): the EMAs of `{row}` ({seeds(rows[row])} seeds; warm-up {w}: the decay is "
-            f"min(decay, (1 + k)/({w} + k)))",
+            f"## EMA length (question 4): the EMAs of `{row}` (seeds: {seeds(rows[row])}; warm-up w = {w}: the "
+            f"decay is min(decay, (1 + k)/({w} + k)))",
             "",
             *ema_table(points),
             "",
