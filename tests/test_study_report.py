@@ -88,9 +88,11 @@ def test_report_ema_length_table_puts_each_ema_of_a_run_after_its_base_rows_ema(
     runs += [with_ema(record("slct_noot_ema", 0, 40.0, None), 3, [0.999, 0.99], {"0.99": scores(48.0)})]
     report.report(runs, tmp_path)
     text = (tmp_path / "tables.md").read_text()
-    assert "the EMAs of `slct_noot_ema` (1 (< 3) seeds; warm-up 3: the decay is min(decay, (1 + k)/(3 + k)))" in text
+    assert (
+        "the EMAs of `slct_noot_ema` (seeds: 1 (< 3); warm-up w = 3: the decay is min(decay, (1 + k)/(3 + k)))" in text
+    )
     # The base row on the same seed only (46, not the mean with seed 1's 50); horizons 1 / (1 - decay at the end).
-    assert "| `slct_noot`'s, 0.999, warm-up 10 (seeds as here) | 168 | 46.0 | 4.6 |" in text
+    assert "| `slct_noot`'s, 0.999, warm-up w = 10 (seeds as here) | 168 | 46.0 | 4.6 |" in text
     assert "| 0.999 | 751 | 40.0 | 4.0 |" in text and "| 0.99 | 100 | 48.0 | 192.0 |" in text
     assert (tmp_path / "ema_length.png").stat().st_size > 0
 
