@@ -216,7 +216,11 @@ def ema_plot(emas: dict[str, list[tuple[str, int, list, list]]], out: Path) -> s
         for name, hb, fid, _ in points:
             if name.startswith("`") and any(v is not None for v in fid):
                 ax.plot([hb], [np.mean([v for v in fid if v is not None])], "*", ms=12, color=f"C{k}")
-    ax.set(xscale="log", xlabel="steps the EMA averages at the end (star: scale=cpu's EMA)", ylabel="Inception FID, 1 NFE (1,000 samples)")
+    ax.set(
+        xscale="log",
+        xlabel="steps the EMA averages at the end (star: scale=cpu's EMA)",
+        ylabel="Inception FID, 1 NFE (1,000 samples)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "ema_length.png", dpi=120)
