@@ -240,6 +240,33 @@ def test_resume_with_another_config_is_refused_then_recorded(tmp_path):
     assert "max_steps: 3" in (tmp_path / "run" / "config_resolved.yaml").read_text()
 
 
+def test_config_changes_know_the_keys_added_and_respelled_since_older_runs():
+    from lct.train.resume import config_changes
+
+    old = {"ema": {"warmup": True, "decays": [0.999]}, "optimizer": {"lr": 1e-3}}
+    new = {"ema": {"warmup": 10, "decays": [0.999]}, "optimizer": {"lr": 1e-3}, "lr_schedule": {"cooldown": 0.0}}
+    assert config_changes(old, new) == []  # `true` meant w = 10; no lr_schedule meant the constant lr
+    new["lr_schedule"]["cooldown"], new["ema"]["warmup"] = 0.2, 2
+    assert config_changes(old, new) == ["ema.warmup: True -> 2", "lr_schedule.cooldown: '<absent>' -> 0.2"]
+    assert config_changes({"ema": {"warmup": False}}, {"ema": {"warmup": 10}}) == ["ema.warmup: False -> 10"]
+    assert config_changes({"ema": {"warmup": "x"}}, {"ema": {"warmup": "x"}}) == []
+
+
+def test_a_run_made_before_the_lr_schedule_and_warmup_width_resumes_without_allow(tmp_path):
+    import yaml
+
+    _train(tmp_path, "trainer.max_steps=2", "ema.warmup=10")
+    stored = tmp_path / "run" / "config_resolved.yaml"
+    old = yaml.safe_load(stored.read_text())
+    old.pop("lr_schedule")
+    old["ema"]["warmup"] = True
+    stored.write_text(yaml.safe_dump(old))
+    _train(tmp_path, "trainer.max_steps=2", "ema.warmup=10")  # the same run: no refusal
+    assert yaml.safe_load(stored.read_text())["lr_schedule"] == {"cooldown": 0.0}  # recorded in today's spelling
+    with pytest.raises(LctError, match=r"lr_schedule\.cooldown: 0\.0 -> 0\.2"):
+        _train(tmp_path, "trainer.max_steps=2", "ema.warmup=10", "lr_schedule=cooldown")
+
+
 # --- 8: litter -------------------------------------------------------------------------------------------
 
 

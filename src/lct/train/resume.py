@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lct.ckpt_io import read_checkpoint_file
+from lct.core.ema import warmup_width
 from lct.errors import LctError
 from lct.train.callbacks import TMP_PATTERN
 
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 CONFIG = "config_resolved.yaml"
 # Keys that may differ between attempts of one run without changing how the weights are trained.
 IGNORED_KEYS = ("paths", "ckpt_path", "resume_changes")
+# Keys added after runs were already made, with the value that reproduces how those runs trained: a stored
+# config without the key compares equal to a new one holding this value.
+ADDED_KEYS = {"lr_schedule.cooldown": 0.0}  # conf/lr_schedule (constant: the paper's lr throughout)
+# Keys whose spellings changed while their meaning did not: compared through these maps.
+SAME_MEANING = {"ema.warmup": lambda v: _safe(warmup_width, v)}  # `true` is w = 10 (docs/method.md §6)
 # Written when the run stops on non-finite losses: kept for inspection, never resumed automatically.
 NOT_RESUMED = ("nonfinite-stop.ckpt",)
 
@@ -97,15 +103,26 @@ def _flatten(obj, prefix: str = "") -> dict:
     return {prefix[:-1]: obj}
 
 
+def _safe(fn, value):
+    try:
+        return fn(value)
+    except (TypeError, ValueError):
+        return value  # not a valid value: compared as written (validation reports it)
+
+
 def config_changes(old: dict, new: dict) -> list[str]:
-    """`key: old -> new` for every leaf that differs (keys in IGNORED_KEYS aside)."""
+    """`key: old -> new` for every leaf that differs (keys in IGNORED_KEYS aside). A key that an older
+    config lacks compares as its ADDED_KEYS value, and the keys of SAME_MEANING compare by meaning, so a
+    run made before such a change resumes without resume_changes=allow."""
     a, b = _flatten(_comparable(old)), _flatten(_comparable(new))
     missing = "<absent>"
-    return [
-        f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}"
-        for k in sorted(a.keys() | b.keys())
-        if a.get(k, missing) != b.get(k, missing)
-    ]
+
+    def same(k: str) -> bool:
+        x, y = a.get(k, ADDED_KEYS.get(k, missing)), b.get(k, missing)
+        norm = SAME_MEANING.get(k)
+        return x == y if norm is None else norm(x) == norm(y)
+
+    return [f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}" for k in sorted(a.keys() | b.keys()) if not same(k)]
 
 
 def prepare_run_dir(cfg: DictConfig) -> Path:
