@@ -242,3 +242,69 @@ def test_report_follows_edm_rows_at_their_multi_step_nfe(tmp_path):
     assert "| 100 | 20.0 | 20.0 |" in text
     # The end of question 3's table: each column's final Inception FID at that NFE (record(): only 1 NFE here).
     assert "| **Inception FID, end** | — | — |" in text
+
+
+def fake_device_run(root: Path, row: str, seed: int, step: int, compiled: bool) -> None:
+    """A run dir as `study.py train` leaves it on a device: checkpoint, DEVICE_RECORD, metrics.csv, config."""
+    run = root / row / f"seed{seed}"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "csv" / "version_0").mkdir(parents=True)
+    ckpt = {"global_step": step, "state_dict": {"w": torch.full((3,), float(step))}, "optimizer_states": [{"m": 1}]}
+    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+    extra = ["trainer.compile=true"] if compiled else []
+    info = {"device": "gpu: test", "threads": 1, "overrides": [f"seed={seed}", *extra], "train_wall_s": 10.0}
+    (run / study.DEVICE_RECORD).write_text(json.dumps(info))
+    (run / "config_resolved.yaml").write_text("seed: 0\n")
+    (run / "csv" / "version_0" / "metrics.csv").write_text(f"step,epoch,digits/fid_1nfe\n{step},0,{step / 10}\n")
+
+
+def test_device_runs_travel_back_for_scoring(tmp_path, monkeypatch):
+    """`train` on a device, `pack` there, `unpack` and `collect` here: the run that got further travels (without
+    its optimizer state), lands as last.ckpt under the runs dir with its DEVICE_RECORD, and every run's curve is
+    collected once per variant."""
+    from argparse import Namespace
+
+    compiled, eager = tmp_path / "dev" / "study", tmp_path / "dev" / "study_eager"
+    fake_device_run(compiled, "slct_noot_20k", 0, 300, compiled=True)
+    fake_device_run(eager, "slct_noot_20k", 0, 500, compiled=False)
+    fake_device_run(compiled, "ilct_20k", 1, 200, compiled=True)  # not packed: curves only
+    out = tmp_path / "out"
+    args = Namespace(out=str(out), ckpts=["slct_noot_20k_seed0"], runs_dirs=[str(compiled), str(eager)], rows=[])
+    study.cmd_pack(args)
+    pack = json.loads((out / "pack.json").read_text())["checkpoints"]
+    assert pack == {"slct_noot_20k_seed0": {"runs_dir": "study_eager", "from": "last.ckpt", "global_step": 500}}
+    assert sorted(p.name for p in out.iterdir()) == ["pack.json", "runs.tar.gz", "slct_noot_20k_seed0.ckpt.gz"]
+
+    here = tmp_path / "here" / "study"
+    monkeypatch.setattr(study, "RUNS_DIR", here)
+    study.cmd_unpack(Namespace(dir=str(out)))
+    ckpt = torch.load(here / "slct_noot_20k" / "seed0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 500 and "optimizer_states" not in ckpt
+    assert torch.equal(ckpt["state_dict"]["w"], torch.full((3,), 500.0))
+    moved = json.loads((here / "slct_noot_20k" / "seed0" / study.DEVICE_RECORD).read_text())
+    assert "trainer.compile=true" not in moved["overrides"]  # the eager run's record came with its checkpoint
+
+    dest = tmp_path / "partial.json"
+    rows = ["slct_noot_20k", "ilct_20k"]
+    study.cmd_collect(Namespace(runs_dirs=[str(tmp_path / "here" / "study_eager"), str(here)], rows=rows, out=dest))
+    runs = [(r["row"], r["seed"], r["variant"], r["steps"]) for r in json.loads(dest.read_text())["runs"]]
+    assert runs == [
+        ("ilct_20k", 1, "compiled", 200),
+        ("slct_noot_20k", 0, "compiled", 300),
+        ("slct_noot_20k", 0, "eager", 500),
+    ]
+
+
+def test_train_records_where_and_how_a_run_trained(tmp_path, monkeypatch):
+    """`study.py train --extra ... --max-time ...`: the overrides reach lct.train before the run dir, and the
+    DEVICE_RECORD keeps them (the record `run` writes later says where the run trained, not where it was scored)."""
+    launched = []
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(study, "launch", lambda cmd, threads, log: launched.append(cmd))
+    study.train("slct_noot_20k", 1, 2, print, "gpu_fp32", ["trainer.compile=true"], "00:00:07:30")
+    (cmd,) = launched
+    assert cmd[-1].startswith("hydra.run.dir=")
+    assert cmd[-3:-1] == ["trainer.compile=true", '+trainer.max_time="00:00:07:30"']
+    info = json.loads((tmp_path / "slct_noot_20k" / "seed1" / study.DEVICE_RECORD).read_text())
+    assert info["overrides"] == cmd[1:-1] and info["threads"] == 2
+    assert "trainer=gpu_fp32" in info["overrides"] and "trainer.max_steps=20000" in info["overrides"]

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIX, PAPER, ROWS, base_ema_row, base_row, is_edm
+from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIXES, PAPER, ROWS, base_ema_row, base_row, is_edm, long_suffix
 
 from lct.core.ema import ema_decay, warmup_width
 
@@ -450,6 +450,49 @@ def sigma_mid_plot(sweep: dict, out: Path) -> str:
     return "sigma_mid.png"
 
 
+def partial_section(partial: list[dict], out: Path) -> tuple[list[str], str]:
+    """Runs `study.py train` stopped before their steps (gpu_20k.json, `study.py collect`): how far each got,
+    the in-loop digit FID per row at every step all its runs logged (mean ± std over its runs, compiled and
+    eager alike), and the plot fid_vs_step_gpu.png (one line per run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: dict[str, list[dict]] = {}
+    for r in partial:
+        rows.setdefault(r["row"], []).append(r)
+    lines = [
+        "| run | variant | steps reached (of) | wall s | steps/s | device |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| `{r['row']}` seed {r['seed']} | {r['variant']} | {r['steps']:,} ({r['row_steps']:,}) | "
+            f"{r['train_wall_s']:.0f} | {r['steps'] / r['train_wall_s']:.1f} | {r['device']} |"
+            for r in partial
+        ),
+        "",
+    ]
+    curves = {row: fid_curve(row, runs) for row, runs in rows.items()}
+    steps = sorted({int(s) for st, _ in curves.values() for s in st})
+    lines += ["| row (runs) | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    for row, (st, m) in curves.items():
+        cells = [stat(list(m[:, list(st).index(s)]), 0) if s in st else "" for s in steps]
+        lines.append(f"| {curve_label(row, code=True)} ({len(rows[row])}) | " + " | ".join(cells) + " |")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for k, (row, runs) in enumerate(rows.items()):
+        for r in runs:
+            pts = r["curves"].get(curve_key(row), [])
+            ls = "-" if r["variant"] == "compiled" else ":"
+            label = f"{curve_label(row)} seed {r['seed']} ({r['variant']})"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker="o", ms=3, color=f"C{k}", label=label)
+    ax.set(xlabel="training step (of a 20,000-step schedule)", ylabel=CURVE_YLABEL, yscale="log")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "fid_vs_step_gpu.png", dpi=120)
+    plt.close(fig)
+    return lines, "fid_vs_step_gpu.png"
+
+
 def machines(runs: list[dict]) -> str:
     """The devices that produced the runs; with more than one, which runs each produced (row seedK, ...)."""
     devices = sorted({r["device"] for r in runs})
@@ -472,10 +515,11 @@ def report(runs: list[dict], out: Path) -> None:
         *main_table(rows),
         "",
     ]
-    # Each row against iLCT at its own length: the 1,500-step rows against `ilct`, the long rows against `ilct_6k`.
+    # Each row against iLCT at its own length: the 1,500-step rows against `ilct`, the long rows against `ilct_6k`
+    # or `ilct_20k`.
     short = {row: runs for row, runs in rows.items() if not base_row(row)}
-    long = {row: runs for row, runs in rows.items() if base_row(row)}
-    versus = [t for t in (versus_table(short), versus_table(long, base=f"ilct{LONG_SUFFIX}")) if t]
+    longs = [({r: v for r, v in rows.items() if long_suffix(r) == sfx}, f"ilct{sfx}") for sfx in LONG_SUFFIXES]
+    versus = [t for t in (versus_table(short), *(versus_table(g, base=b) for g, b in longs)) if t]
     if versus:
         lines += ["## Against iLCT of the same length (1-NFE Inception FID, rows with ≥ 2 seeds)", ""]
         lines += [line for t in versus for line in (*t, "")]
@@ -527,6 +571,18 @@ def report(runs: list[dict], out: Path) -> None:
             *(f"| {r['data']} | {r['exact']:.3f} | {r['block 4']:.3f} |" for r in coupling["rows"]),
             "",
         ]
+    partial_plot = []
+    if (out / "gpu_20k.json").exists():
+        partial, plot = partial_section(json.loads((out / "gpu_20k.json").read_text())["runs"], out)
+        partial_plot.append(plot)
+        lines += [
+            "## Question 3 on a GPU, stopped early (gpu_20k.json: `gpu_long.sh`, each run stopped by "
+            "--max-time): how far each got, and the in-loop digit FID (1 NFE; EDM: "
+            f"{EDM_CURVE_NFE}) of the 20,000-step schedule per row (mean ± std over its runs)",
+            "",
+            *partial,
+            "",
+        ]
     sweep = json.loads((out / "sigma_mid.json").read_text()) if (out / "sigma_mid.json").exists() else None
     if sweep:
         lines += [
@@ -541,7 +597,10 @@ def report(runs: list[dict], out: Path) -> None:
             lines += ["### At the index chosen there, scored on the evaluation noise", "", *scored, ""]
     (out / "tables.md").write_text("\n".join(lines) + "\n")
     written = (
-        plots(rows, out) + ([sigma_mid_plot(sweep, out)] if sweep else []) + ([ema_plot(emas, out)] if emas else [])
+        plots(rows, out)
+        + ([sigma_mid_plot(sweep, out)] if sweep else [])
+        + ([ema_plot(emas, out)] if emas else [])
+        + partial_plot
     )
     print(f"wrote {out / 'tables.md'} and {', '.join(written)} from {len(runs)} runs")
 

@@ -6,6 +6,14 @@ and write everything into results.json; `report` regenerates every table and plo
     python experiments/ablation/study.py sigma-mid --rows slct_noot --seeds 0 1 2    # 2-NFE sigma_mid, dev noise
     make study                                                                               # both, all rows
 
+On a lent GPU, `train` trains without scoring (the FID Inception weights are too large to travel with the
+repository) and `pack` writes what the device may return (each run's checkpoint without its optimizer state,
+every run's small files); `unpack` puts it back under outputs/study here, and `run` then scores it:
+
+    python experiments/ablation/study.py train --rows slct_noot_20k --seeds 0 --trainer gpu_fp32 --max-time 00:00:07:00
+    python experiments/ablation/study.py pack --out $OUT --ckpts slct_noot_20k_seed0    # on the GPU machine
+    python experiments/ablation/study.py unpack DIR         # here, then: run --rows slct_noot_20k --seeds 0
+
 A run's directory is outputs/study/<row>/seed<k> (resumable: `lct.train` continues an interrupted run from
 its newest checkpoint). Each finished run writes runs/<row>_seed<k>.json at once and results.json is rebuilt
 from those files, so a stopped sweep loses at most the runs in flight. Fixed before the first run and never
@@ -18,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,12 +97,14 @@ ROWS: dict[str, list[str]] = {
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
-    # Question 3, does the ordering turn with training length: 4x the budget (the curriculum stretches with it).
-    # Not in the default sweep (seed 0 on request: `study.py run --rows ilct_6k ... --seeds 0`).
+    # Question 3, does the ordering turn with training length: 4x the budget (the curriculum stretches with it),
+    # and the issue's 20,000 steps where a GPU is lent (`train` there). Not in the default sweep.
     **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "slct_noot", "slct", "edm")},
+    **{f"{r}_20k": [f"experiment={r}", "trainer.max_steps=20000"] for r in ("ilct", "slct_noot", "slct", "edm")},
 }
-LONG_SUFFIX = "_6k"
-DEFAULT_ROWS = [r for r in ROWS if not r.endswith(LONG_SUFFIX)]
+LONG_SUFFIXES = ("_6k", "_20k")
+DEFAULT_ROWS = [r for r in ROWS if not r.endswith(LONG_SUFFIXES)]
+DEVICE_RECORD = "device.json"  # written by `train`: where and how a run trained, for the record `run` writes
 PAPER = {  # CelebA-HQ 256, epoch 1400: Table 2(a) (1 NFE FID, recall); 2 NFE from Table 1 where given (docs/method.md)
     "ilct": (37.15, 0.12, 16.84),
     "cauchy": (13.02, 0.36, None),
@@ -108,9 +121,15 @@ def is_edm(row: str) -> bool:
     return row == "edm" or row.startswith("edm_")
 
 
+def long_suffix(row: str) -> str | None:
+    """A question-3 long row's suffix (_6k, _20k); None for the other rows."""
+    return next((s for s in LONG_SUFFIXES if row.endswith(s)), None)
+
+
 def base_row(row: str) -> str | None:
     """The 1,500-step row a question-3 long row stretches (ilct_6k -> ilct); None for the other rows."""
-    return row.removesuffix(LONG_SUFFIX) if row.endswith(LONG_SUFFIX) else None
+    suffix = long_suffix(row)
+    return row.removesuffix(suffix) if suffix else None
 
 
 def base_ema_row(row: str) -> str | None:
@@ -171,16 +190,29 @@ def device_info(threads: int, trainer: str | None = None) -> dict:
 # One run: train (skipped when last.ckpt exists), evaluate, collect the logged curves, write the record.
 
 
-def train(row: str, seed: int, threads: int, log, trainer: str | None = None) -> None:
-    """Train unless done (its last.ckpt exists); the wall time is read from the run's files (train_wall_time)."""
+def train(
+    row: str, seed: int, threads: int, log, trainer: str | None = None, extra: list[str] = (), max_time: str = ""
+) -> None:
+    """Train unless done (its last.ckpt exists); the wall time is read from the run's files (train_wall_time).
+    `extra` overrides and a `max_time` (Lightning's DD:HH:MM:SS: the run stops there with its last.ckpt, the
+    curriculum still that of the row's steps) mark the run as trained by `study.py train`: its DEVICE_RECORD
+    keeps them, the device and the wall time for the record that `run` writes wherever it is scored."""
     out = run_dir(row, seed)
     if (out / "checkpoints" / "last.ckpt").exists():
         return
     if row.endswith("_init") and not edm_init_ckpt(seed).exists():
         raise RuntimeError(f"{row} seed {seed} needs {edm_init_ckpt(seed)}: run row edm seed {seed} first")
     out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = overrides(row, seed, trainer)
+    cmd[-1:-1] = [*extra, *([f'+trainer.max_time="{max_time}"'] if max_time else [])]  # the run dir stays last
     t0 = time.time()
-    launch(["lct.train", *overrides(row, seed, trainer)], threads, out.parent / f"seed{seed}.train.log")
+    try:
+        launch(["lct.train", *cmd], threads, out.parent / f"seed{seed}.train.log")
+    finally:
+        if extra or max_time or trainer:
+            info = {**device_info(threads, trainer), "overrides": cmd[:-1], "train_wall_s": round(time.time() - t0, 1)}
+            out.mkdir(parents=True, exist_ok=True)
+            (out / DEVICE_RECORD).write_text(json.dumps(info, indent=1))
     log(f"{row} seed {seed}: trained in {time.time() - t0:.0f} s")
 
 
@@ -268,15 +300,7 @@ def grid(row: str, seed: int, threads: int) -> None:
 
 def logged_curves(row: str, seed: int) -> dict:
     """Every logged column of the run's metrics.csv as {column: [[step, value], ...]} (empty cells dropped)."""
-    path = run_dir(row, seed) / "csv" / "version_0" / "metrics.csv"
-    curves: dict[str, list] = {}
-    with open(path) as f:
-        for rec in csv.DictReader(f):
-            for key, value in rec.items():
-                if key in ("epoch", "step") or value in ("", None):
-                    continue
-                curves.setdefault(key, []).append([int(rec["step"]), float(value)])
-    return curves
+    return csv_curves(run_dir(row, seed) / "csv" / "version_0" / "metrics.csv")
 
 
 def train_wall_time(row: str, seed: int) -> float:
@@ -297,14 +321,20 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
 
     ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
     config = yaml.safe_load((run_dir(row, seed) / "config_resolved.yaml").read_text())
+    trained = {  # where it trained: this machine, unless `study.py train` recorded another (e.g. a lent GPU)
+        "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
+        "train_wall_s": round(train_wall_time(row, seed), 1),
+        **device_info(threads, trainer),
+    }
+    if (run_dir(row, seed) / DEVICE_RECORD).exists():
+        trained = json.loads((run_dir(row, seed) / DEVICE_RECORD).read_text())
+        trained["scored_on"] = device_info(threads)["device"]
     record = {
         "row": row,
         "seed": seed,
-        "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
         "steps": int(ckpt["global_step"]),
         "init_edm_steps": INIT_EDM_STEP if row.endswith("_init") else 0,
-        "train_wall_s": round(train_wall_time(row, seed), 1),
-        **device_info(threads, trainer),
+        **trained,
         "eval": {"num_samples": NUM_EVAL, "seed": EVAL_SEED, "reference": f"ref1000 seed {REF_SEED}"},
         "metrics": metrics,
         "curves": logged_curves(row, seed),
@@ -379,6 +409,129 @@ def cmd_sigma_mid(args) -> None:
     print(f"wrote {SIGMA_MID}")
 
 
+def cmd_train(args) -> None:
+    """Train --rows x --seeds without scoring (e.g. on a lent GPU, where the Inception weights are absent)."""
+    jobs = [(r, s) for s in args.seeds for r in args.rows]
+    log = lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: E731
+    log(f"training {len(jobs)} run(s) under {RUNS_DIR}: {jobs}")
+    with ThreadPoolExecutor(args.workers) as pool:
+        options = (args.threads, log, args.trainer, args.extra, args.max_time)
+        futures = [pool.submit(train, r, s, *options) for r, s in jobs]
+        for (r, s), fut in zip(jobs, futures, strict=True):
+            try:
+                fut.result()
+            except Exception as exc:
+                log(f"{r} seed {s} FAILED: {exc}")
+
+
+def newest_checkpoint(row: str, seed: int) -> Path | None:
+    """last.ckpt, else the newest periodic checkpoint (a run stopped from outside), else None."""
+    ckpts = run_dir(row, seed) / "checkpoints"
+    if (ckpts / "last.ckpt").exists():
+        return ckpts / "last.ckpt"
+    found = sorted(ckpts.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def cmd_pack(args) -> None:
+    """What a device may return: for each of --ckpts (<row>_seed<k>) the checkpoint with the most steps among
+    --runs-dirs, without its optimizer state (15 MB gzipped for unet_tiny), as OUT/<row>_seed<k>.ckpt.gz; every
+    run dir's other files (configs, logs, metrics.csv, DEVICE_RECORD) as OUT/runs.tar.gz; OUT/pack.json: which."""
+    import torch
+
+    global RUNS_DIR
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    roots = [Path(d).resolve() for d in args.runs_dirs]
+    chosen = {}
+    for name in args.ckpts:
+        row, seed = name.rsplit("_seed", 1)
+        best = None
+        for root in roots:
+            RUNS_DIR = root
+            path = newest_checkpoint(row, int(seed))
+            if path:
+                ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own file, just written
+                if best is None or ckpt["global_step"] > best[1]["global_step"]:
+                    best = (root, ckpt, path)
+        if best is None:
+            print(f"pack: no checkpoint for {name}", flush=True)
+            continue
+        root, ckpt, path = best
+        ckpt.pop("optimizer_states", None)  # scoring needs the weights and lct's metadata, not RAdam's moments
+        with gzip.open(out / f"{name}.ckpt.gz", "wb", compresslevel=6) as f:  # ~10% smaller: four fit in 64 MiB
+            torch.save(ckpt, f)
+        chosen[name] = {"runs_dir": root.name, "from": path.name, "global_step": int(ckpt["global_step"])}
+    with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:
+        for root in roots:
+            for f in sorted(f for row in args.rows or ["."] for f in (root / row).rglob("*")):
+                if f.is_file() and f.suffix not in (".ckpt", ".pt", ".npy") and ".hydra" not in f.parts:
+                    tar.add(f, arcname=str(Path(root.name) / f.relative_to(root)))
+    (out / "pack.json").write_text(json.dumps({"checkpoints": chosen}, indent=1))
+    print(json.dumps(chosen, indent=1), flush=True)
+
+
+def cmd_unpack(args) -> None:
+    """A `pack` output back into outputs/: every runs dir beside outputs/study, each packed checkpoint as
+    last.ckpt of its run under outputs/study (moved there with its run's files when another runs dir had it)."""
+    src = Path(args.dir)
+    chosen = json.loads((src / "pack.json").read_text())["checkpoints"]
+    base = RUNS_DIR.parent
+    with tarfile.open(src / "runs.tar.gz") as tar:
+        tar.extractall(base, filter="data")
+    for name, info in chosen.items():
+        row, seed = name.rsplit("_seed", 1)
+        dest = run_dir(row, int(seed))
+        if info["runs_dir"] != RUNS_DIR.name:  # the run that got furthest trained under another runs dir
+            if dest.exists():
+                shutil.rmtree(dest.with_name(dest.name + ".other"), ignore_errors=True)
+                dest.rename(dest.with_name(dest.name + ".other"))
+            shutil.copytree(base / info["runs_dir"] / row / f"seed{seed}", dest)
+        (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
+        with gzip.open(src / f"{name}.ckpt.gz") as f, open(dest / "checkpoints" / "last.ckpt", "wb") as g:
+            shutil.copyfileobj(f, g)
+        print(f"{name}: step {info['global_step']} from {info['runs_dir']} -> {dest}", flush=True)
+
+
+def csv_curves(path: Path) -> dict:
+    """Every logged column of a metrics.csv as {column: [[step, value], ...]} (empty cells dropped)."""
+    curves: dict[str, list] = {}
+    with open(path) as f:
+        for rec in csv.DictReader(f):
+            for key, value in rec.items():
+                if key in ("epoch", "step") or value in ("", None):
+                    continue
+                curves.setdefault(key, []).append([int(rec["step"]), float(value)])
+    return curves
+
+
+def cmd_collect(args) -> None:
+    """The runs `train` left under --runs-dirs (scored or not, finished or stopped by --max-time) as one JSON:
+    per run its row, seed, variant (compiled / eager), last logged step, device, overrides, wall time and every
+    logged curve. For runs that did not reach their steps, whose checkpoints the report cannot score."""
+    runs = []
+    for root in map(Path, args.runs_dirs):
+        for info_path in sorted(p for row in args.rows for p in (root / row).glob(f"seed*/{DEVICE_RECORD}")):
+            info = json.loads(info_path.read_text())
+            curves = csv_curves(info_path.parent / "csv" / "version_0" / "metrics.csv")
+            seed = next(int(o.split("=", 1)[1]) for o in info["overrides"] if o.startswith("seed="))
+            runs.append(
+                {
+                    "row": info_path.parent.parent.name,
+                    "seed": seed,
+                    "variant": "compiled" if "trainer.compile=true" in info["overrides"] else "eager",
+                    "steps": max(s for c in curves.values() for s, _ in c),
+                    "row_steps": row_steps(info_path.parent.parent.name),
+                    **info,
+                    "curves": curves,
+                }
+            )
+    unique = {(r["row"], r["seed"], r["variant"]): r for r in reversed(runs)}  # a run unpacked twice: the first
+    runs = sorted(unique.values(), key=lambda r: (*study_order(r["row"], r["seed"]), r["variant"]))
+    Path(args.out).write_text(json.dumps({"runs": runs}))
+    print(f"wrote {args.out}: {len(runs)} run(s)")
+
+
 def cmd_run(args) -> None:
     done = {(r["row"], r["seed"]) for r in (merge() if RECORDS.exists() else [])}
     jobs = [(r, s) for s in args.seeds for r in args.rows if args.force or (r, s) not in done]
@@ -396,6 +549,7 @@ def cmd_run(args) -> None:
 
 
 def main() -> None:
+    global RUNS_DIR
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="train + evaluate the rows x seeds missing from results.json")
@@ -421,6 +575,27 @@ def main() -> None:
         action="store_true",
         help="rebuild the records of runs in results.json, computing missing scores (e.g. --inception-nfe 1 2)",
     )
+    tr = sub.add_parser("train", help="train --rows x --seeds without scoring (on a lent GPU: see the module doc)")
+    tr.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
+    tr.add_argument("--seeds", nargs="+", type=int, default=[0])
+    tr.add_argument("--workers", type=int, default=4)
+    tr.add_argument("--threads", type=int, default=1)
+    tr.add_argument("--trainer", default=None, help="as for run, e.g. gpu_fp32")
+    tr.add_argument("--extra", nargs="*", default=[], help="more lct.train overrides, e.g. trainer.compile=true")
+    tr.add_argument("--max-time", default="", help="stop each run there (DD:HH:MM:SS) with its last.ckpt")
+    tr.add_argument("--runs-dir", default=None, help=f"instead of {RUNS_DIR.relative_to(ROOT)}")
+    pk = sub.add_parser("pack", help="checkpoints without optimizer state + the runs' small files, for a device")
+    pk.add_argument("--out", required=True)
+    pk.add_argument("--ckpts", nargs="*", default=[], help="<row>_seed<k> of the checkpoints to write")
+    pk.add_argument("--runs-dirs", nargs="+", default=[str(RUNS_DIR)])
+    pk.add_argument("--rows", nargs="*", default=[], help="the rows whose run dirs go into runs.tar.gz (default all)")
+    co = sub.add_parser("collect", help="the curves of runs `train` left (e.g. stopped by --max-time) -> one JSON")
+    co.add_argument("--runs-dirs", nargs="+", required=True)
+    co.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
+    co.add_argument("--out", required=True)
+    up = sub.add_parser("unpack", help="a pack output back under outputs/ (then `run` scores it)")
+    up.add_argument("dir")
+    up.add_argument("--runs-dir", default=None, help=f"instead of {RUNS_DIR.relative_to(ROOT)}")
     sub.add_parser("report", help="tables and plots from results.json")
     sm = sub.add_parser("sigma-mid", help="2-NFE sigma_mid sweep (digit FID, DEV_SEED noise) -> sigma_mid.json")
     sm.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=list(ROWS))
@@ -434,8 +609,18 @@ def main() -> None:
         help="also score 2 NFE at this sigma_mid index on the evaluation noise (Inception FID; pick it from the sweep)",
     )
     args = ap.parse_args()
+    if getattr(args, "runs_dir", None):
+        RUNS_DIR = Path(args.runs_dir).resolve()
     if args.cmd == "run":
         cmd_run(args)
+    elif args.cmd == "train":
+        cmd_train(args)
+    elif args.cmd == "pack":
+        cmd_pack(args)
+    elif args.cmd == "unpack":
+        cmd_unpack(args)
+    elif args.cmd == "collect":
+        cmd_collect(args)
     elif args.cmd == "sigma-mid":
         cmd_sigma_mid(args)
     else:
