@@ -332,6 +332,7 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     record = {
         "row": row,
         "seed": seed,
+        "overrides": trained.pop("overrides"),
         "steps": int(ckpt["global_step"]),
         "init_edm_steps": INIT_EDM_STEP if row.endswith("_init") else 0,
         **trained,
