@@ -321,14 +321,16 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
 
     ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
     config = yaml.safe_load((run_dir(row, seed) / "config_resolved.yaml").read_text())
-    trained = {  # where it trained: this machine, unless `study.py train` recorded another (e.g. a lent GPU)
-        "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
-        "train_wall_s": round(train_wall_time(row, seed), 1),
-        **device_info(threads, trainer),
-    }
+    # Where it trained: as `train` recorded it (e.g. on a lent GPU), else this machine.
     if (run_dir(row, seed) / DEVICE_RECORD).exists():
         trained = json.loads((run_dir(row, seed) / DEVICE_RECORD).read_text())
         trained["scored_on"] = device_info(threads)["device"]
+    else:
+        trained = {
+            "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
+            "train_wall_s": round(train_wall_time(row, seed), 1),
+            **device_info(threads, trainer),
+        }
     record = {
         "row": row,
         "seed": seed,
@@ -410,14 +412,14 @@ def cmd_sigma_mid(args) -> None:
     print(f"wrote {SIGMA_MID}")
 
 
-def cmd_train(args) -> None:
-    """Train --rows x --seeds without scoring (e.g. on a lent GPU, where the Inception weights are absent)."""
-    jobs = [(r, s) for s in args.seeds for r in args.rows]
-    log = lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: E731
-    log(f"training {len(jobs)} run(s) under {RUNS_DIR}: {jobs}")
-    with ThreadPoolExecutor(args.workers) as pool:
-        options = (args.threads, log, args.trainer, args.extra, args.max_time)
-        futures = [pool.submit(train, r, s, *options) for r, s in jobs]
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def each_run(jobs: list[tuple[str, int]], workers: int, fn) -> None:
+    """fn(row, seed) for every job, `workers` at a time; one failed run does not stop the others (its log says why)."""
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(fn, r, s) for r, s in jobs]
         for (r, s), fut in zip(jobs, futures, strict=True):
             try:
                 fut.result()
@@ -425,9 +427,16 @@ def cmd_train(args) -> None:
                 log(f"{r} seed {s} FAILED: {exc}")
 
 
-def newest_checkpoint(row: str, seed: int) -> Path | None:
-    """last.ckpt, else the newest periodic checkpoint (a run stopped from outside), else None."""
-    ckpts = run_dir(row, seed) / "checkpoints"
+def cmd_train(args) -> None:
+    """Train --rows x --seeds without scoring (e.g. on a lent GPU, where the Inception weights are absent)."""
+    jobs = [(r, s) for s in args.seeds for r in args.rows]
+    log(f"training {len(jobs)} run(s) under {RUNS_DIR}: {jobs}")
+    each_run(jobs, args.workers, lambda r, s: train(r, s, args.threads, log, args.trainer, args.extra, args.max_time))
+
+
+def newest_checkpoint(run: Path) -> Path | None:
+    """A run dir's last.ckpt, else its newest periodic checkpoint (a run stopped from outside), else None."""
+    ckpts = run / "checkpoints"
     if (ckpts / "last.ckpt").exists():
         return ckpts / "last.ckpt"
     found = sorted(ckpts.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -440,7 +449,6 @@ def cmd_pack(args) -> None:
     run dir's other files (configs, logs, metrics.csv, DEVICE_RECORD) as OUT/runs.tar.gz; OUT/pack.json: which."""
     import torch
 
-    global RUNS_DIR
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     roots = [Path(d).resolve() for d in args.runs_dirs]
@@ -449,8 +457,7 @@ def cmd_pack(args) -> None:
         row, seed = name.rsplit("_seed", 1)
         best = None
         for root in roots:
-            RUNS_DIR = root
-            path = newest_checkpoint(row, int(seed))
+            path = newest_checkpoint(root / row / f"seed{seed}")
             if path:
                 ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own file, just written
                 if best is None or ckpt["global_step"] > best[1]["global_step"]:
@@ -538,15 +545,8 @@ def cmd_run(args) -> None:
     jobs = [(r, s) for s in args.seeds for r in args.rows if args.force or (r, s) not in done]
     # EDM rows first (stable otherwise): the init rows of the same seed start from its step-500 checkpoint.
     jobs.sort(key=lambda j: j[0] != "edm")
-    log = lambda msg: print(time.strftime("%H:%M:%S"), msg, flush=True)  # noqa: E731
     log(f"{len(jobs)} run(s) to do: {jobs}")
-    with ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run_one, r, s, args.threads, args.inception_nfe, log, args.trainer) for r, s in jobs]
-        for (r, s), fut in zip(jobs, futures, strict=True):
-            try:
-                fut.result()
-            except Exception as exc:  # one failed run does not stop the others; its log says why
-                log(f"{r} seed {s} FAILED: {exc}")
+    each_run(jobs, args.workers, lambda r, s: run_one(r, s, args.threads, args.inception_nfe, log, args.trainer))
 
 
 def main() -> None:
