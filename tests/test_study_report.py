@@ -308,3 +308,16 @@ def test_train_records_where_and_how_a_run_trained(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "slct_noot_20k" / "seed1" / study.DEVICE_RECORD).read_text())
     assert info["overrides"] == cmd[1:-1] and info["threads"] == 2
     assert "trainer=gpu_fp32" in info["overrides"] and "trainer.max_steps=20000" in info["overrides"]
+
+
+def test_report_pairs_each_variant_with_its_own_row_seed_by_seed(tmp_path):
+    """A one-setting variant (here Adam's beta2) is judged against the same seed of the row it changes."""
+    runs = [record("slct_noot", k, f, None) for k, f in enumerate((48.0, 46.0, 43.0))]
+    runs += [record("slct_noot_beta99", k, f, None) for k, f in enumerate((44.0, 45.0))]
+    runs += [record("ilct", 0, 57.0, None), record("ilct_beta99", 1, 54.0, None)]  # no common seed: no row
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "## Question 4's variants against their own row" in text
+    assert "| `slct_noot_beta99` | `slct_noot` | 0: 44.0 vs 48.0 (-4.0), 1: 45.0 vs 46.0 (-1.0) | -2.5 | 2.5 |" in text
+    assert "| `ilct_beta99` |" not in text.split("## Question 4's variants")[1].split("##")[0]
+    assert study.variant_base("slct_noot_beta99") == "slct_noot" and study.variant_base("slct_noot") is None

@@ -7,7 +7,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from study import EDM_CURVE_NFE, EDM_NFE, LONG_SUFFIXES, PAPER, ROWS, base_ema_row, base_row, is_edm, long_suffix
+from study import (
+    EDM_CURVE_NFE,
+    EDM_NFE,
+    LONG_SUFFIXES,
+    PAPER,
+    ROWS,
+    base_ema_row,
+    base_row,
+    is_edm,
+    long_suffix,
+    variant_base,
+)
 
 from lct.core.ema import ema_decay, warmup_width
 
@@ -167,6 +178,34 @@ def versus_table(rows: dict[str, list[dict]], base: str = "ilct") -> list[str]:
         order = "every seed better" if v.max() < b.min() else "every seed worse" if v.min() > b.max() else "overlap"
         lines.append(f"| `{row}` | {len(v)} | {delta:+.1f} | {spread:.1f} | {verdict} | {order} |")
     return lines
+
+
+def variant_table(rows: dict[str, list[dict]]) -> list[str]:
+    """Each question-4 variant against its own row on the seeds both have (same seed: same initial weights,
+    data order and noise draws until the changed setting makes them part): per-seed differences of 1-NFE FID."""
+    lines = []
+    for row, runs in rows.items():
+        base = variant_base(row)
+        if base not in rows:
+            continue
+        ours = {r["seed"]: metric(r, 1, "fid") for r in runs}
+        theirs = {r["seed"]: metric(r, 1, "fid") for r in rows[base]}
+        paired = sorted(k for k in ours if ours[k] is not None and theirs.get(k) is not None)
+        if not paired:
+            continue
+        deltas = np.asarray([ours[k] - theirs[k] for k in paired])
+        per_seed = ", ".join(f"{k}: {ours[k]:.1f} vs {theirs[k]:.1f} ({d:+.1f})" for k, d in zip(paired, deltas))
+        base_fids = [v for v in theirs.values() if v is not None]
+        base_std = f"{np.std(base_fids, ddof=1):.1f}" if len(base_fids) > 1 else "—"
+        lines.append(f"| `{row}` | `{base}` | {per_seed} | {deltas.mean():+.1f} | {base_std} |")
+    if not lines:
+        return []
+    return [
+        "| row | changes one setting of | per seed: FID 1 NFE, row vs base (difference) | mean difference | "
+        "base's seed std (all its seeds) |",
+        "|---|---|---|---|---|",
+        *lines,
+    ]
 
 
 def ema_horizon(run: dict, decay: float) -> int:
@@ -523,6 +562,10 @@ def report(runs: list[dict], out: Path) -> None:
     if versus:
         lines += ["## Against iLCT of the same length (1-NFE Inception FID, rows with ≥ 2 seeds)", ""]
         lines += [line for t in versus for line in (*t, "")]
+    variants = variant_table(rows)
+    if variants:
+        lines += ["## Question 4's variants against their own row, seed by seed (1-NFE Inception FID)", ""]
+        lines += [*variants, ""]
     if "edm" in rows:
         lines += ["## EDM by NFE (Heun)", "", *edm_table(rows["edm"]), ""]
     lines += [

@@ -139,6 +139,16 @@ def base_row(row: str) -> str | None:
     return row.removesuffix(suffix) if suffix else None
 
 
+# Question 4's variants: a row `<base><suffix>` changes one training setting of row `<base>` (the same seeds).
+VARIANT_SUFFIXES = ("_b64", "_lr2e3", "_cool", "_beta99", "_beta95")
+
+
+def variant_base(row: str) -> str | None:
+    """The row a question-4 variant changes one setting of (slct_noot_beta99 -> slct_noot); None otherwise."""
+    suffix = next((s for s in VARIANT_SUFFIXES if row.endswith(s)), None)
+    return row.removesuffix(suffix) if suffix and row in ROWS else None
+
+
 def base_ema_row(row: str) -> str | None:
     """The row whose EMA an EMA-length row varies (slct_noot_ema -> slct_noot); None for the other rows."""
     return row.removesuffix(EMA_SUFFIX) if row.endswith(EMA_SUFFIX) and row in ROWS else None
