@@ -96,7 +96,7 @@ ROWS: dict[str, list[str]] = {
     "slct_noot_cool": [*SLCT_NOOT, "lr_schedule=cooldown"],
     # Adam's second-moment memory (question 4): beta2 = 0.999 remembers ~1,000 steps, three of scale=cpu's
     # 300-step curriculum stages (the paper's 294k-step run: ~1/40 of a stage), while the logged grad norm grows
-    # 3-4x at every stage change (lambda and, for Cauchy with c(N), 1/|d|): the update is oversized for most of
+    # 1.4-3.3x at every stage change (lambda and, for Cauchy with c(N), 1/|d|): the update is oversized for most of
     # each stage. beta2 = 0.99 (~100 steps) brings the memory back under a stage.
     "ilct_beta99": [*ILCT, "optimizer.betas=[0.9,0.99]"],
     "slct_noot_beta99": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]"],
