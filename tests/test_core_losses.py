@@ -19,6 +19,9 @@ from lct.core import (
     lct_loss,
     td_pair,
 )
+from lct.core._checks import check_finite_on_host
+from lct.core.objective import nonfinite_culprit
+from lct.core.schedules import ict_weight
 from lct.errors import LctError
 
 
@@ -140,3 +143,38 @@ def test_loss_bad_input():
         LowNoiseDiffusion(weight=-1.0)
     with pytest.raises(LctError, match="method.diffusion.ratio"):
         LowNoiseDiffusion(ratio=1.5)
+
+
+def test_diffusion_loss_host_denominator_matches_the_device_count():
+    """A host-side denominator (the data-parallel path, now also the objective's) gives the same value."""
+    torch.manual_seed(1)
+    s, x0 = torch.rand(6) + 0.01, torch.randn(6, 4, 2, 2)
+    mask = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
+    counted = diffusion_loss(x0 + 0.3, x0, s, mask)
+    assert torch.equal(diffusion_loss(x0 + 0.3, x0, s, mask, denominator=3.0), counted)
+    assert diffusion_loss(x0 + 0.3, x0, s, mask * False, denominator=0.0).item() == 0.0
+
+
+def test_hot_path_reads_no_device_values():
+    """On an accelerator every read of a tensor makes the host wait: the loss path reads CPU tensors only.
+    The meta device stands in for one here (reading a meta tensor raises)."""
+    nan = torch.full((4, 3), float("nan"), device="meta")
+    check_finite_on_host("x0", nan)  # a device tensor: left unread
+    with pytest.raises(NonFiniteError, match="x0"):
+        check_finite_on_host("x0", torch.full((4, 3), float("nan")))
+    d = torch.zeros(4, 3, device="meta")
+    for metric in (Cauchy(), PseudoHuber(), GemanMcClure(), L2()):
+        assert metric(d, 0.03).device.type == "meta"  # c > 0 checked on the host, c not copied to the device
+    with pytest.raises(ValueError, match="c must be > 0"):
+        Cauchy()(d, 0.0)
+    lam = ict_weight(torch.ones(4, device="meta"), torch.ones(4, device="meta"))  # the objective validated the grid
+    assert lam.device.type == "meta"
+    s = torch.tensor([2.0, 1.0])
+    with pytest.raises(ValueError, match="sigma_i > sigma_next"):
+        ict_weight(s[1:], s[:-1])
+
+
+def test_nonfinite_culprit_names_the_first_bad_input():
+    ok, bad = torch.zeros(3), torch.tensor([0.0, float("inf"), 1.0])
+    assert nonfinite_culprit(x0=ok, noise=bad, network_output=bad) == "noise contains non-finite values (NaN or Inf)"
+    assert nonfinite_culprit(x0=ok, noise=ok) == "the loss is not finite"

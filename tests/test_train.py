@@ -258,3 +258,19 @@ def test_samples_per_s_is_logged_only_once_a_rate_exists(tmp_path):
     rows = [r for f in (tmp_path / "run").rglob("metrics.csv") for r in csv.DictReader(f.open())]
     rates = [r["train/samples_per_s"] for r in rows if r.get("train/td_std")]
     assert len(rates) == 4 and rates[0] == "" and all(float(r) > 0 for r in rates[1:])
+
+
+def test_the_noise_grid_is_validated_on_the_host_and_copied_once_per_n(tmp_path):
+    """The step indexes a device copy of the grid made once per N (no per-step copies, no device checks of
+    lambda's gaps): the grid itself must be strictly decreasing in float32, checked on the host."""
+    from lct.builders import build_objective, build_student
+    from lct.core import NoiseLevels
+
+    cfg = compose_cfg(tmp_path, ["experiment=slct_noot", "trainer.max_steps=10"])
+    objective = build_objective(cfg, build_student(cfg), 10, (4, 8, 8))
+    like = torch.zeros(2)
+    grid = objective.device_grid(11, like)
+    assert torch.equal(grid, objective.grid(11)[0].float()) and objective.device_grid(11, like) is grid
+    objective.levels, objective._grids = NoiseLevels(sigma_min=1.0, sigma_max=1.000001), {}
+    with pytest.raises(LctError, match="11-point noise grid is not strictly decreasing in float32"):
+        objective.grid(11)

@@ -101,6 +101,7 @@ ROWS: dict[str, list[str]] = {
     "ilct_beta99": [*ILCT, "optimizer.betas=[0.9,0.99]"],
     "slct_noot_beta99": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]"],
     "slct_noot_beta95": [*SLCT_NOOT, "optimizer.betas=[0.9,0.95]"],  # ~20 steps: does the trend go on?
+    "slct_beta99": ["experiment=slct", "optimizer.betas=[0.9,0.99]"],  # and with OT: the paper's full method
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],

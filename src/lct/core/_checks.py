@@ -18,6 +18,15 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         raise NonFiniteError(f"{name} contains non-finite values (NaN or Inf)")
 
 
+def check_finite_on_host(name: str, x: torch.Tensor) -> None:
+    """check_finite for a CPU tensor; a tensor on an accelerator is left unread, since reading it makes the
+    host wait for the device. For the training step's tensors that is safe: a NaN/Inf in x0, the noise or
+    the network's outputs reaches the loss, which the objective checks with one read per step and then
+    names the culprit (lct.core.objective; benchmarks/README.md, "The objective's host cost")."""
+    if x.device.type == "cpu":
+        check_finite(name, x)
+
+
 def check_sigma_range(name: str, sigma, sigma_min: float, sigma_max: float) -> None:
     """Raise if any sigma lies outside [sigma_min, sigma_max] (with a small relative tolerance)."""
     s = torch.as_tensor(sigma, dtype=torch.float64)

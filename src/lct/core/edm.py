@@ -18,7 +18,7 @@ from torch import nn
 
 from lct.errors import LctError
 
-from ._checks import check_finite, check_same_shape
+from ._checks import check_finite, check_finite_on_host, check_same_shape
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas
 from .precond import boundary_scalings
 
@@ -99,8 +99,8 @@ def edm_loss(
     MSE against a target of unit variance (Karras et al. 2022, Appendix B.6).
     """
     check_same_shape("x0", x0, "noise", noise)
-    check_finite("x0", x0)
-    check_finite("noise", noise)
+    check_finite_on_host("x0", x0)
+    check_finite_on_host("noise", noise)
     sigma = sigma.to(x0)
     denoised = denoiser(x0 + sigma.view(-1, *([1] * (x0.ndim - 1))) * noise, sigma)
     return edm_weight(sigma, sigma_data) * (denoised - x0).flatten(1).square().mean(1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_finite, check_same_shape
+from ._checks import check_finite_on_host, check_same_shape
 from .noise_levels import PAPER
 from .schedules import ict_weight
 
@@ -40,8 +40,8 @@ def td_pair(f, f_target, x0: torch.Tensor, noise: torch.Tensor, sigma_i: torch.T
 def consistency_loss(student: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, metric, c) -> torch.Tensor:
     """Per-sample lambda * rho_c(student - target), shape (B,); the target never receives gradient."""
     check_same_shape("student", student, "target", target)
-    check_finite("student", student)
-    check_finite("target", target)
+    check_finite_on_host("student", student)
+    check_finite_on_host("target", target)
     return weight.to(student) * metric(student - target.detach(), c)
 
 
@@ -72,7 +72,10 @@ def diffusion_loss(
     check_same_shape("student", student, "x0", x0)
     mask = mask.to(student.device)
     per_sample = (student - x0).flatten(1).square().mean(1) * (sigma.to(student) ** -2 + sigma_data**-2)
-    n = mask.sum() if denominator is None else torch.as_tensor(float(denominator), device=student.device)
+    if denominator is not None:  # known on the host: no device copy of it, no read of the device's count
+        n = torch.tensor(float(denominator))
+        return (per_sample * mask).sum() / n.clamp(min=1e-12) if denominator > 0 else per_sample.new_zeros(())
+    n = mask.sum()
     return torch.where(n > 0, (per_sample * mask).sum() / n.clamp(min=1e-12), per_sample.new_zeros(()))
 
 
@@ -125,8 +128,8 @@ def lct_loss(
 ) -> LossTerms:
     """L = L_CT + w L_diff for one batch; `metric` a RobustMetric, `diffusion` the (w, r) part."""
     check_same_shape("x0", x0, "noise", noise)
-    check_finite("x0", x0)
-    check_finite("noise", noise)
+    check_finite_on_host("x0", x0)
+    check_finite_on_host("noise", noise)
     student, target = td_pair(f, f_target, x0, noise, sigma_i, sigma_next)
     weight = ict_weight(sigma_i, sigma_next)
     ct = consistency_loss(student, target, weight, metric, c).mean()

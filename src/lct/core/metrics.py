@@ -23,8 +23,10 @@ class _Metric:
     def __call__(self, d: torch.Tensor, c) -> torch.Tensor:
         if d.ndim < 2:
             raise ValueError(f"d must be batched (B, ...), got shape {tuple(d.shape)}")
-        c = torch.as_tensor(c, dtype=d.dtype, device=d.device)
-        if self.positive_c and not bool((c > 0).all()):
+        # c stays where it is given: a python number or CPU tensor is checked for free and enters the device's
+        # arithmetic as a scalar (no copy to the device, no read back); a device tensor is not read.
+        c = torch.as_tensor(c, dtype=d.dtype)
+        if self.positive_c and c.device.type == "cpu" and not bool((c > 0).all()):
             raise ValueError(f"c must be > 0 for metric {type(self).__name__}, got {c}")
         sq = d.flatten(1).square()  # (B, D)
         return self.rho(sq, c).mean(1) if self.elementwise else self.rho(sq.mean(1), c)

@@ -29,6 +29,23 @@ from .noise_levels import NoiseLevels
 from .schedules import sample_indices
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`; to a GPU through pinned memory without waiting (a plain copy from pageable
+    memory makes the host wait for the device's queue)."""
+    if device.type != "cuda" or x.device == device:
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
+def nonfinite_culprit(**tensors: torch.Tensor) -> str:
+    """Why a step's loss is not finite: the first of `tensors` holding NaN/Inf. Only on that rare path are the
+    tensors read (on a device, each read waits for it); the hot path reads just the loss."""
+    for name, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
+            return f"{name} contains non-finite values (NaN or Inf)"
+    return "the loss is not finite"
+
+
 class DeviceGenerator:
     """A seeded torch.Generator made on the device it is first asked for (the data's device is known only
     at the first step); a state restored from a checkpoint before then is applied when it is made."""
@@ -90,15 +107,30 @@ class ConsistencyObjective(nn.Module):
         self.teacher, self.diffusion, self.curriculum = teacher, diffusion, curriculum
         self.total_steps, self.seed = int(total_steps), int(seed)
         self._grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._device_grids: dict[tuple, torch.Tensor] = {}  # (N, device, dtype) -> the grid, copied once
         self.gen_idx = torch.Generator().manual_seed(self.seed)  # same on every rank: global draws
         self.gen_noise = DeviceGenerator(self.seed + 1)
 
     def grid(self, n_scales: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sigmas float64 CPU, index probabilities) of the N-point grid."""
+        """(sigmas float64 CPU, index probabilities) of the N-point grid, validated once on the host: strictly
+        decreasing also in float32, so that every lambda = 1/(sigma_i - sigma_{i+1}) is finite and positive."""
         if n_scales not in self._grids:
             sigmas = self.levels.karras(n_scales)
+            s32 = sigmas.float()
+            if not bool((s32[:-1] > s32[1:]).all()):
+                raise LctError(
+                    f"the {n_scales}-point noise grid is not strictly decreasing in float32 (sigma_min "
+                    f"{self.levels.sigma_min}, sigma_max {self.levels.sigma_max}): lower the curriculum's N"
+                )
             self._grids[n_scales] = sigmas, self.sampler.probs(sigmas)
         return self._grids[n_scales]
+
+    def device_grid(self, n_scales: int, like: torch.Tensor) -> torch.Tensor:
+        """The N-point grid in `like`'s dtype on its device, copied there once per N (not per step)."""
+        key = (n_scales, like.device, like.dtype)
+        if key not in self._device_grids:
+            self._device_grids[key] = self.grid(n_scales)[0].to(like)
+        return self._device_grids[key]
 
     def n_scales(self, step: int) -> int:
         return self.curriculum(step, self.total_steps)
@@ -125,7 +157,8 @@ class ConsistencyObjective(nn.Module):
         idx_g, noise_g = self.draw(probs, (b * world, *x0.shape[1:]), x0.device)
         tail = self.diffusion.mask(idx_g, n).sum().item() / world
         c = self.c(n, step)
-        idx = idx_g[sl]
+        idx = to_device(idx_g[sl], x0.device)  # the step's one host-to-device copy; the grid is already there
+        grid = self.device_grid(n, x0)
         try:
             noise = self.coupling(x0, noise_g, sl, self.gen_idx, gather if world > 1 else None)
             terms = lct_loss(
@@ -133,9 +166,9 @@ class ConsistencyObjective(nn.Module):
                 self.teacher.target(student),
                 x0,
                 noise,
-                sigma_i=sigmas[idx].to(x0),
-                sigma_next=sigmas[idx + 1].to(x0),
-                indices=idx.to(x0.device),
+                sigma_i=grid[idx],
+                sigma_next=grid[idx + 1],
+                indices=idx,
                 n_scales=n,
                 metric=self.metric,
                 c=c,
@@ -145,8 +178,8 @@ class ConsistencyObjective(nn.Module):
             )
         except NonFiniteError as err:
             return StepOutput(None, n, c, str(err))
-        if not bool(torch.isfinite(terms.loss)):
-            return StepOutput(None, n, c, "the loss is not finite")
+        if not bool(torch.isfinite(terms.loss)):  # the step's one device read: any NaN/Inf upstream lands here
+            return StepOutput(None, n, c, nonfinite_culprit(x0=x0, noise=noise, network_output=terms.residual))
         return StepOutput(terms, n, c)
 
     def observe(self, out: StepOutput) -> None:
@@ -238,8 +271,8 @@ class EDMObjective(nn.Module):
         except NonFiniteError as err:
             return EDMStepOutput(None, str(err))
         loss = per_sample.mean()
-        if not bool(torch.isfinite(loss)):
-            return EDMStepOutput(None, "the loss is not finite")
+        if not bool(torch.isfinite(loss)):  # the step's one device read
+            return EDMStepOutput(None, nonfinite_culprit(x0=x0, noise=noise))
         return EDMStepOutput(EDMTerms(loss, per_sample.detach(), sigma))
 
     def observe(self, out: EDMStepOutput) -> None:
