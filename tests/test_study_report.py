@@ -294,6 +294,18 @@ def test_device_runs_travel_back_for_scoring(tmp_path, monkeypatch):
         ("slct_noot_20k", 0, "eager", 500),
     ]
 
+    # `score` evaluates the unpacked run where it stopped (no training); `collect` and the report carry it
+    fake = {"results": {"1nfe": {"fid": 41.5}, "2nfe": {"fid": 38.25}}, "digits": {}, "digits_online": {}}
+    monkeypatch.setattr(study, "evaluate", lambda row, seed, threads, nfe: fake)
+    study.cmd_score(Namespace(rows=["slct_noot_20k"], seeds=[0], workers=1, threads=1, inception_nfe=[1, 2]))
+    study.cmd_collect(Namespace(runs_dirs=[str(here)], rows=rows, out=dest))
+    collected = {(r["row"], r["seed"]): r for r in json.loads(dest.read_text())["runs"]}
+    assert collected[("slct_noot_20k", 0)]["score"] == {"step": 500, "eval_wall_s": 0.0, "metrics": fake}
+    assert "score" not in collected[("ilct_20k", 1)]
+    lines, _ = report.partial_section(list(collected.values()), tmp_path, "gpu.png")
+    assert any(line.startswith("| `slct_noot_20k` seed 0 |") and line.endswith("| 41.5 / 38.2 |") for line in lines)
+    assert any(line.startswith("| `ilct_20k` seed 1 |") and line.endswith("| — |") for line in lines)
+
 
 def test_train_records_where_and_how_a_run_trained(tmp_path, monkeypatch):
     """`study.py train --extra ... --max-time ...`: the overrides reach lct.train before the run dir, and the

@@ -489,10 +489,20 @@ def sigma_mid_plot(sweep: dict, out: Path) -> str:
     return "sigma_mid.png"
 
 
-def partial_section(partial: list[dict], out: Path) -> tuple[list[str], str]:
-    """Runs `study.py train` stopped before their steps (gpu_20k.json, `study.py collect`): how far each got,
-    the in-loop digit FID per row at every step all its runs logged (mean ± std over its runs, compiled and
-    eager alike), and the plot fid_vs_step_gpu.png (one line per run)."""
+def stop_score(r: dict) -> str:
+    """A stopped run's Inception FID where it stopped (`study.py score`): 1 / 2 NFE (EDM: 1 / 35 NFE)."""
+    if "score" not in r:
+        return "—"
+    res = r["score"]["metrics"]["results"]
+    nfe = [1, EDM_CURVE_NFE] if is_edm(r["row"]) else [1, 2]
+    return " / ".join(f"{res[f'{n}nfe']['fid']:.1f}" if f"{n}nfe" in res else "—" for n in nfe)
+
+
+def partial_section(partial: list[dict], out: Path, plot: str = "fid_vs_step_gpu.png") -> tuple[list[str], str]:
+    """Runs `study.py train` stopped before their steps (gpu_20k*.json, `study.py collect`): how far each got,
+    its Inception FID there if `study.py score` scored it, the in-loop digit FID per row at every step all its
+    runs logged (mean ± std over its runs, compiled and eager alike; every 1,000 steps when there are more than
+    12 columns), and the plot `plot` (one line per run)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -502,17 +512,20 @@ def partial_section(partial: list[dict], out: Path) -> tuple[list[str], str]:
     for r in partial:
         rows.setdefault(r["row"], []).append(r)
     lines = [
-        "| run | variant | steps reached (of) | wall s | steps/s | device |",
-        "|---|---|---|---|---|---|",
+        "| run | variant | steps reached (of) | wall s | steps/s | device "
+        "| Inception FID there: 1 / 2 NFE (EDM 1 / 35) |",
+        "|---|---|---|---|---|---|---|",
         *(
             f"| `{r['row']}` seed {r['seed']} | {r['variant']} | {r['steps']:,} ({r['row_steps']:,}) | "
-            f"{r['train_wall_s']:.0f} | {r['steps'] / r['train_wall_s']:.1f} | {r['device']} |"
+            f"{r['train_wall_s']:.0f} | {r['steps'] / r['train_wall_s']:.1f} | {r['device']} | {stop_score(r)} |"
             for r in partial
         ),
         "",
     ]
     curves = {row: fid_curve(row, runs) for row, runs in rows.items()}
     steps = sorted({int(s) for st, _ in curves.values() for s in st})
+    if len(steps) > 12:
+        steps = [s for s in steps if s % 1000 == 0]
     lines += ["| row (runs) | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
     for row, (st, m) in curves.items():
         cells = [stat(list(m[:, list(st).index(s)]), 0) if s in st else "" for s in steps]
@@ -527,9 +540,9 @@ def partial_section(partial: list[dict], out: Path) -> tuple[list[str], str]:
     ax.set(xlabel="training step (of a 20,000-step schedule)", ylabel=CURVE_YLABEL, yscale="log")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(out / "fid_vs_step_gpu.png", dpi=120)
+    fig.savefig(out / plot, dpi=120)
     plt.close(fig)
-    return lines, "fid_vs_step_gpu.png"
+    return lines, plot
 
 
 def machines(runs: list[dict]) -> str:
@@ -615,11 +628,12 @@ def report(runs: list[dict], out: Path) -> None:
             "",
         ]
     partial_plot = []
-    if (out / "gpu_20k.json").exists():
-        partial, plot = partial_section(json.loads((out / "gpu_20k.json").read_text())["runs"], out)
+    for k, path in enumerate(sorted(out.glob("gpu_20k*.json"))):  # one per device call: gpu_20k.json, *_call2.json
+        plot = "fid_vs_step_gpu.png" if k == 0 else f"fid_vs_step_gpu_{path.stem.removeprefix('gpu_20k_')}.png"
+        partial, plot = partial_section(json.loads(path.read_text())["runs"], out, plot)
         partial_plot.append(plot)
         lines += [
-            "## Question 3 on a GPU, stopped early (gpu_20k.json: `gpu_long.sh`, each run stopped by "
+            f"## Question 3 on a GPU, stopped early ({path.name}: `gpu_long.sh`, each run stopped by "
             "--max-time): how far each got, and the in-loop digit FID (1 NFE; EDM: "
             f"{EDM_CURVE_NFE}) of the 20,000-step schedule per row (mean ± std over its runs)",
             "",

@@ -452,6 +452,26 @@ def cmd_train(args) -> None:
     each_run(jobs, args.workers, lambda r, s: train(r, s, args.threads, log, args.trainer, args.extra, args.max_time))
 
 
+SCORE = "score.json"  # written by `score` into a stopped run's directory; `collect` carries it
+
+
+def cmd_score(args) -> None:
+    """Score runs `train` stopped before their steps (e.g. by --max-time on a lent GPU) at the step they reached,
+    without training them further: `run`'s evaluation (cached under the run dir) -> <run dir>/score.json."""
+    from lct.ckpt_io import read_checkpoint_file
+
+    def score(row: str, seed: int) -> None:
+        step = int(read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")["global_step"])
+        t0 = time.time()
+        metrics = evaluate(row, seed, args.threads, args.inception_nfe)
+        wall = round(time.time() - t0, 1)
+        (run_dir(row, seed) / SCORE).write_text(json.dumps({"step": step, "eval_wall_s": wall, "metrics": metrics}))
+        fid = metrics["results"]["1nfe"]["fid"]
+        log(f"{row} seed {seed}: scored at step {step} in {wall:.0f} s, 1-NFE FID {fid:.1f}")
+
+    each_run([(r, s) for s in args.seeds for r in args.rows], args.workers, score)
+
+
 def newest_checkpoint(run: Path) -> Path | None:
     """A run dir's last.ckpt, else its newest periodic checkpoint (a run stopped from outside), else None."""
     ckpts = run / "checkpoints"
@@ -552,6 +572,8 @@ def cmd_collect(args) -> None:
                     "curves": curves,
                 }
             )
+            if (info_path.parent / SCORE).exists():  # scored at the step it stopped at (`score`)
+                runs[-1]["score"] = json.loads((info_path.parent / SCORE).read_text())
     unique = {(r["row"], r["seed"], r["variant"]): r for r in reversed(runs)}  # a run unpacked twice: the first
     runs = sorted(unique.values(), key=lambda r: (*study_order(r["row"], r["seed"]), r["variant"]))
     Path(args.out).write_text(json.dumps({"runs": runs}))
@@ -612,7 +634,13 @@ def main() -> None:
     co.add_argument("--runs-dirs", nargs="+", required=True)
     co.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
     co.add_argument("--out", required=True)
-    up = sub.add_parser("unpack", help="a pack output back under outputs/ (then `run` scores it)")
+    sc = sub.add_parser("score", help="score stopped runs (e.g. unpacked from a GPU) where they stopped -> score.json")
+    sc.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
+    sc.add_argument("--seeds", nargs="+", type=int, default=[0])
+    sc.add_argument("--workers", type=int, default=1)
+    sc.add_argument("--threads", type=int, default=1)
+    sc.add_argument("--inception-nfe", type=int, nargs="+", default=[1, 2], help="as for run")
+    up = sub.add_parser("unpack", help="a pack output back under outputs/ (then `score` scores it)")
     up.add_argument("dir")
     up.add_argument("--runs-dir", default=None, help=f"instead of {RUNS_DIR.relative_to(ROOT)}")
     sub.add_parser("report", help="tables and plots from results.json")
@@ -640,6 +668,8 @@ def main() -> None:
         cmd_unpack(args)
     elif args.cmd == "collect":
         cmd_collect(args)
+    elif args.cmd == "score":
+        cmd_score(args)
     elif args.cmd == "sigma-mid":
         cmd_sigma_mid(args)
     else:
