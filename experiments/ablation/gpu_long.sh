@@ -9,7 +9,8 @@
 # its optimizer state, and every run's small files. Here: `study.py unpack DIR`, then `study.py run` scores them.
 # Needs hydra-core, omegaconf, antlr4, diffusers and mlxtend wheels in .whl/ and the built-in latents in data/
 # (both carried: benchmarks/README.md, "Device notes"). SEEDS (compiled runs' seeds, default "0 1") and EAGER=0 (no
-# eager runs) run fewer processes: 2026-12-04's twelve shared 16 host cores and were host-bound (README, question 3).
+# eager runs) run fewer processes (the first call of 2026-12-04 ran twelve: 6.8-8.9 steps/s each, README question 3);
+# ROWS (default the four below) runs fewer rows: one alone made 63 steps/s, four at once 29-39 each.
 # TRAINER / COMPILE / EXTRA: a CPU smoke test of the plumbing.
 set -u
 source "$(dirname "$0")/../../benchmarks/gpu_env.sh"
@@ -19,7 +20,7 @@ TRAINER=${TRAINER:-gpu_fp32}
 COMPILE=${COMPILE-trainer.compile=true trainer.compile_mode=reduce-overhead}
 EXTRA=${EXTRA:-}
 SEEDS=${SEEDS:-0 1}
-ROWS="ilct_20k slct_20k slct_noot_20k edm_20k"
+ROWS=${ROWS:-ilct_20k slct_20k slct_noot_20k edm_20k}
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) > "$OUT/log.txt" 2>&1
 python3 -c "import torch, hydra, diffusers, mlxtend, lct; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
   >> "$OUT/log.txt" 2>&1 || { cat "$OUT/log.txt"; exit 1; }
@@ -36,7 +37,7 @@ train outputs/study "$SEEDS" $COMPILE &
 wait
 # shellcheck disable=SC2086
 python3 experiments/ablation/study.py pack --out "$OUT" --runs-dirs outputs/study outputs/study_eager --rows $ROWS \
-  --ckpts ilct_20k_seed0 slct_20k_seed0 slct_noot_20k_seed0 edm_20k_seed0 >> "$OUT/log.txt" 2>&1
+  --ckpts $(for r in $ROWS; do printf '%s_seed0 ' "$r"; done) >> "$OUT/log.txt" 2>&1
 for f in outputs/study*/*_20k/seed*/__main__.log; do  # the last in-loop digit metrics of every run
   echo "$f: $(grep 'digit metrics' "$f" | tail -1 | sed 's/.*step/step/')" >> "$OUT/log.txt"
 done
