@@ -151,7 +151,7 @@ class ConsistencyObjective(nn.Module):
     ) -> StepOutput:
         """The loss terms of global step `step` for this rank's batch x0 (b, C, H, W)."""
         n = self.n_scales(step)
-        sigmas, probs = self.grid(n)
+        probs = self.grid(n)[1]
         b = x0.shape[0]
         sl = slice(rank * b, (rank + 1) * b)
         idx_g, noise_g = self.draw(probs, (b * world, *x0.shape[1:]), x0.device)
