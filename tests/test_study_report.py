@@ -294,7 +294,10 @@ def test_device_runs_travel_back_for_scoring(tmp_path, monkeypatch):
         ("slct_noot_20k", 0, "eager", 500),
     ]
 
-    # `score` evaluates the unpacked run where it stopped (no training); `collect` and the report carry it
+    # `run` refuses to make a row record of a stopped run (its last.ckpt counts as trained) ...
+    with pytest.raises(RuntimeError, match="stopped at step 500 of 20000: `study.py score` scores it"):
+        study.run_one("slct_noot_20k", 0, 1, [1], print)
+    # ... `score` evaluates it where it stopped (no training); `collect` and the report carry it
     fake = {"results": {"1nfe": {"fid": 41.5}, "2nfe": {"fid": 38.25}}, "digits": {}, "digits_online": {}}
     monkeypatch.setattr(study, "evaluate", lambda row, seed, threads, nfe: fake)
     study.cmd_score(Namespace(rows=["slct_noot_20k"], seeds=[0], workers=1, threads=1, inception_nfe=[1, 2]))

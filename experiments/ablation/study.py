@@ -331,12 +331,15 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     import yaml
 
     train(row, seed, threads, log, trainer)
+    from lct.ckpt_io import read_checkpoint_file
+
+    step = int(read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")["global_step"])
+    if step < row_steps(row):  # e.g. stopped by --max-time on a device: not a record of the row
+        raise RuntimeError(f"{row} seed {seed} stopped at step {step} of {row_steps(row)}: `study.py score` scores it")
     t0 = time.time()
     metrics = evaluate(row, seed, threads, inception_nfe)
     log(f"{row} seed {seed}: evaluated in {time.time() - t0:.0f} s")
     grid(row, seed, threads)
-    from lct.ckpt_io import read_checkpoint_file
-
     ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
     config = yaml.safe_load((run_dir(row, seed) / "config_resolved.yaml").read_text())
     # Where it trained: as `train` recorded it (e.g. on a lent GPU), else this machine.
