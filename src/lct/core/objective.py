@@ -151,10 +151,9 @@ class ConsistencyObjective(nn.Module):
     ) -> StepOutput:
         """The loss terms of global step `step` for this rank's batch x0 (b, C, H, W)."""
         n = self.n_scales(step)
-        probs = self.grid(n)[1]
         b = x0.shape[0]
         sl = slice(rank * b, (rank + 1) * b)
-        idx_g, noise_g = self.draw(probs, (b * world, *x0.shape[1:]), x0.device)
+        idx_g, noise_g = self.draw(self.grid(n)[1], (b * world, *x0.shape[1:]), x0.device)  # grid(n)[1]: p(i)
         tail = self.diffusion.mask(idx_g, n).sum().item() / world
         c = self.c(n, step)
         idx = to_device(idx_g[sl], x0.device)  # the step's one host-to-device copy; the grid is already there
