@@ -336,3 +336,6 @@ def test_report_pairs_each_variant_with_its_own_row_seed_by_seed(tmp_path):
     assert "| `slct_noot_beta99` | `slct_noot` | 0: 44.0 vs 48.0 (-4.0), 1: 45.0 vs 46.0 (-1.0) | -2.5 | 2.5 |" in text
     assert "| `ilct_beta99` |" not in text.split("## Question 4's variants")[1].split("##")[0]
     assert study.variant_base("slct_noot_beta99") == "slct_noot" and study.variant_base("slct_noot") is None
+    # at a long row's length the variant pairs with the long row (same steps, same stretched curriculum)
+    assert study.variant_base("slct_noot_beta99_6k") == "slct_noot_6k" and study.variant_base("slct_noot_6k") is None
+    assert study.variant_base("cauchy_ot_beta99") == "cauchy_ot"

@@ -102,6 +102,7 @@ ROWS: dict[str, list[str]] = {
     "slct_noot_beta99": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]"],
     "slct_noot_beta95": [*SLCT_NOOT, "optimizer.betas=[0.9,0.95]"],  # ~20 steps: does the trend go on?
     "slct_beta99": ["experiment=slct", "optimizer.betas=[0.9,0.99]"],  # and with OT: the paper's full method
+    "cauchy_ot_beta99": ["experiment=cauchy_ot", "optimizer.betas=[0.9,0.99]"],  # the former main job
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
@@ -109,6 +110,8 @@ ROWS: dict[str, list[str]] = {
     # and the issue's 20,000 steps where a GPU is lent (`train` there). Not in the default sweep.
     **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "slct_noot", "slct", "edm")},
     **{f"{r}_20k": [f"experiment={r}", "trainer.max_steps=20000"] for r in ("ilct", "slct_noot", "slct", "edm")},
+    # Does beta2 = 0.99 still help when a curriculum stage lasts 1,200 steps (question 4 at question 3's length)?
+    "slct_noot_beta99_6k": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "trainer.max_steps=6000"],
 }
 LONG_SUFFIXES = ("_6k", "_20k")
 DEFAULT_ROWS = [r for r in ROWS if not r.endswith(LONG_SUFFIXES)]
@@ -145,9 +148,12 @@ VARIANT_SUFFIXES = ("_b64", "_lr2e3", "_cool", "_beta99", "_beta95")
 
 
 def variant_base(row: str) -> str | None:
-    """The row a question-4 variant changes one setting of (slct_noot_beta99 -> slct_noot); None otherwise."""
-    suffix = next((s for s in VARIANT_SUFFIXES if row.endswith(s)), None)
-    return row.removesuffix(suffix) if suffix and row in ROWS else None
+    """The row a question-4 variant changes one setting of (slct_noot_beta99 -> slct_noot; at a long row's
+    length, slct_noot_beta99_6k -> slct_noot_6k); None otherwise."""
+    length = long_suffix(row) or ""
+    stem = row.removesuffix(length)
+    suffix = next((s for s in VARIANT_SUFFIXES if stem.endswith(s)), None)
+    return stem.removesuffix(suffix) + length if suffix and row in ROWS else None
 
 
 def base_ema_row(row: str) -> str | None:
