@@ -51,8 +51,8 @@ def lightning_run(cfg, steps: int, warmup: int, device: str) -> dict:
     return {"path": "lightning", "s_per_step": (marks[steps] - marks[warmup]) / (steps - warmup), **_memory(device)}
 
 
-def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
-    """The same step written as a bare loop (no Lightning): the reference for the framework's overhead."""
+def plain_step(cfg, device: str = "cpu"):
+    """The training step written as a bare loop (no Lightning): step(k) runs global step k on the next batch."""
     from hydra.utils import instantiate
 
     from lct import core
@@ -66,21 +66,31 @@ def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
     opt = instantiate(cfg.optimizer, _convert_="all")(params=[p for p in f.parameters() if p.requires_grad])
     loader = iter(dm.train_dataloader())
     use_amp = "bf16" in str(cfg.trainer.precision)
-    for step in range(steps):
-        if step == warmup:
-            _sync(device)
-            t0 = time.perf_counter()
+
+    def step(k: int) -> None:
         x0 = next(loader).to(device, non_blocking=True)
         with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=use_amp):
-            out = objective.step(f, x0, step)
+            out = objective.step(f, x0, k)
         if not out.finite:
-            continue
+            return
         opt.zero_grad(set_to_none=True)
         out.terms.loss.backward()
         opt.step()
         objective.observe(out)
         objective.after_optimizer_step(f)
-        core.ema_update(ema, f.parameters(), core.ema_decay(step, cfg.ema.decays[0], cfg.ema.warmup))
+        core.ema_update(ema, f.parameters(), core.ema_decay(k, cfg.ema.decays[0], cfg.ema.warmup))
+
+    return step
+
+
+def plain_run(cfg, steps: int, warmup: int, device: str) -> dict:
+    """The same step as a bare loop: the reference for the framework's overhead."""
+    step = plain_step(cfg, device)
+    for k in range(steps):
+        if k == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        step(k)
     _sync(device)
     return {"path": "plain", "s_per_step": (time.perf_counter() - t0) / (steps - warmup), **_memory(device)}
 

@@ -48,34 +48,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--profile-steps", type=int, default=10)
     args = ap.parse_args()
-    from hydra.utils import instantiate
+    from bench_train import plain_step
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
     from train_utils import compose_cfg
 
-    from lct import core
-    from lct.builders import build_datamodule, build_objective, build_student
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_cfg(tmp, ["trainer.max_steps=1500", *MAIN_JOB], data="mnist")
-    dm = build_datamodule(cfg)
-    dm.setup("fit")
     torch.manual_seed(0)
-    f = build_student(cfg)
-    objective = build_objective(cfg, f, cfg.trainer.max_steps, dm.latent_shape)
-    ema = [p.detach().clone() for p in f.parameters()]
-    opt = instantiate(cfg.optimizer, _convert_="all")(params=[p for p in f.parameters() if p.requires_grad])
-    loader = iter(dm.train_dataloader())
-
-    def step(k: int) -> None:
-        out = objective.step(f, next(loader), k)
-        opt.zero_grad(set_to_none=True)
-        out.terms.loss.backward()
-        opt.step()
-        objective.observe(out)
-        objective.after_optimizer_step(f)
-        core.ema_update(ema, f.parameters(), core.ema_decay(k, cfg.ema.decays[0], cfg.ema.warmup))
-
+    step = plain_step(cfg)
     ks = itertools.count()  # the global step, so the curriculum and EMA warm-up advance as in a run
     for _ in range(args.warmup):
         step(next(ks))
