@@ -30,16 +30,10 @@ MAIN_JOB = ["experiment=slct_noot", "optimizer.betas=[0.9,0.99]"]  # the Makefil
 
 def matmul_gflop_per_s(n: int = 2048, repeats: int = 5) -> float:
     """The machine's dense fp32 rate, for scale: the best of `repeats` n x n matmuls."""
+    from bench_eval import timed
+
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return 2 * n**3 / timed(lambda: a @ b, repeats) / 1e9
 
 
 def main() -> None:

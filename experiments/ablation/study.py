@@ -346,7 +346,6 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     metrics = evaluate(row, seed, threads, inception_nfe)
     log(f"{row} seed {seed}: evaluated in {time.time() - t0:.0f} s")
     grid(row, seed, threads)
-    ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
     config = yaml.safe_load((run_dir(row, seed) / "config_resolved.yaml").read_text())
     # Where it trained: as `train` recorded it (e.g. on a lent GPU), else this machine.
     if (run_dir(row, seed) / DEVICE_RECORD).exists():
@@ -362,7 +361,7 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
         "row": row,
         "seed": seed,
         "overrides": trained.pop("overrides"),
-        "steps": int(ckpt["global_step"]),
+        "steps": step,
         "init_edm_steps": INIT_EDM_STEP if row.endswith("_init") else 0,
         **trained,
         "eval": {"num_samples": NUM_EVAL, "seed": EVAL_SEED, "reference": f"ref1000 seed {REF_SEED}"},
