@@ -197,6 +197,25 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
     assert cut.read_bytes() == last_bytes
 
 
+def test_train_seconds_sum_over_resumes_and_mark_older_checkpoints(tmp_path):
+    ckpts = tmp_path / "run" / "checkpoints"
+    _train(tmp_path, "trainer.max_steps=2")
+    first = read_checkpoint_file(ckpts / "last.ckpt")
+    assert 0 < first["lct"]["train_seconds"] < 600 and first["lct"]["timed_from_step"] == 0
+    first["lct"]["train_seconds"] = 1e6  # as if the first attempt had trained for days: a resume adds to it
+    torch.save(first, ckpts / "last.ckpt")
+    _train(tmp_path, "trainer.max_steps=4", "resume_changes=allow")
+    second = read_checkpoint_file(ckpts / "last.ckpt")
+    assert second["global_step"] == 4 and second["lct"]["timed_from_step"] == 0
+    assert 1e6 < second["lct"]["train_seconds"] < 1e6 + 600
+    # A checkpoint written before the sum was kept: the resumed run times itself from the step it resumed at.
+    del second["lct"]["train_seconds"], second["lct"]["timed_from_step"]
+    torch.save(second, ckpts / "last.ckpt")
+    _train(tmp_path, "trainer.max_steps=5", "resume_changes=allow")
+    third = read_checkpoint_file(ckpts / "last.ckpt")["lct"]
+    assert third["timed_from_step"] == 4 and 0 < third["train_seconds"] < 600
+
+
 # --- 4: config drift on resume --------------------------------------------------------------------------
 
 

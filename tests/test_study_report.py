@@ -339,3 +339,18 @@ def test_report_pairs_each_variant_with_its_own_row_seed_by_seed(tmp_path):
     # at a long row's length the variant pairs with the long row (same steps, same stretched curriculum)
     assert study.variant_base("slct_noot_beta99_6k") == "slct_noot_6k" and study.variant_base("slct_noot_6k") is None
     assert study.variant_base("cauchy_ot_beta99") == "cauchy_ot"
+
+
+def test_train_wall_time_is_the_checkpoints_summed_clock_else_the_last_attempts(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    run = study.run_dir("ilct", 0)
+    (run / "checkpoints").mkdir(parents=True)
+    for name, mtime in (("config_resolved.yaml", 1000.0), ("checkpoints/last.ckpt", 1600.0)):
+        (run / name).write_text("x")
+        os.utime(run / name, (mtime, mtime))
+    summed = {"lct": {"train_seconds": 5000.0, "timed_from_step": 0}}  # resumed across sessions: the sum
+    assert study.train_wall_time("ilct", 0, summed) == 5000.0
+    for older in ({"lct": {}}, {"lct": {"train_seconds": 5000.0, "timed_from_step": 250}}):
+        assert study.train_wall_time("ilct", 0, older) == 600.0  # config (rewritten per attempt) to last.ckpt

@@ -327,8 +327,13 @@ def logged_curves(row: str, seed: int) -> dict:
     return csv_curves(run_dir(row, seed) / "csv" / "version_0" / "metrics.csv")
 
 
-def train_wall_time(row: str, seed: int) -> float:
-    """Seconds from the run's first file (its resolved config) to last.ckpt (also for adopted runs)."""
+def train_wall_time(row: str, seed: int, ckpt: dict) -> float:
+    """Seconds of training: the clock lct.train keeps in the checkpoint, summed over every attempt of the run
+    (a run resumed in a later session too); for a checkpoint without it (or whose clock started at a resume),
+    seconds from the run's resolved config (rewritten at each attempt) to last.ckpt: the last attempt's."""
+    state = ckpt.get("lct", {})
+    if "train_seconds" in state and state["timed_from_step"] == 0:
+        return float(state["train_seconds"])
     out = run_dir(row, seed)
     return (out / "checkpoints" / "last.ckpt").stat().st_mtime - (out / "config_resolved.yaml").stat().st_mtime
 
@@ -339,7 +344,8 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     train(row, seed, threads, log, trainer)
     from lct.ckpt_io import read_checkpoint_file
 
-    step = int(read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")["global_step"])
+    ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
+    step = int(ckpt["global_step"])
     if step < row_steps(row):  # e.g. stopped by --max-time on a device: not a record of the row
         raise RuntimeError(f"{row} seed {seed} stopped at step {step} of {row_steps(row)}: `study.py score` scores it")
     t0 = time.time()
@@ -354,7 +360,7 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     else:
         trained = {
             "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
-            "train_wall_s": round(train_wall_time(row, seed), 1),
+            "train_wall_s": round(train_wall_time(row, seed, ckpt), 1),
             **device_info(threads, trainer),
         }
     record = {

@@ -47,6 +47,9 @@ class ConsistencyModule(L.LightningModule):
         self.nonfinite_run = self.nonfinite_total = 0
         self.last_finite_step: int | None = None
         self._skipped, self._t_last, self._step = False, None, 0
+        # Seconds in the training loop summed over every attempt of the run (a resume adds to the stored
+        # sum); timed_from_step > 0 when the run resumed from a checkpoint written before lct kept the sum.
+        self.train_seconds, self.timed_from_step, self._t_start = 0.0, 0, None
         self.init_from = init_from
         if lr_cooldown and not total_steps:
             raise ValueError("an lr cooldown needs the run's total_steps")
@@ -175,7 +178,16 @@ class ConsistencyModule(L.LightningModule):
             "nonfinite_total": self.nonfinite_total,
             "last_finite_step": self.last_finite_step,
             "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.elapsed_train_seconds(),
+            "timed_from_step": self.timed_from_step,
         }
+
+    def on_train_start(self) -> None:
+        self._t_start = time.monotonic()
+
+    def elapsed_train_seconds(self) -> float:
+        """The stored sum of earlier attempts plus this attempt's time in the training loop so far."""
+        return self.train_seconds + (time.monotonic() - self._t_start if self._t_start is not None else 0.0)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("lct", {})
@@ -184,3 +196,7 @@ class ConsistencyModule(L.LightningModule):
         self.init_from = state.get("init_from", self.init_from)  # a resumed run keeps where it started from
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
+        if "train_seconds" in state:
+            self.train_seconds, self.timed_from_step = float(state["train_seconds"]), int(state["timed_from_step"])
+        else:  # written before the sum was kept: time from here on only
+            self.train_seconds, self.timed_from_step = 0.0, int(checkpoint.get("global_step", 0))
