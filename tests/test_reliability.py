@@ -268,6 +268,11 @@ def test_config_changes_know_the_keys_added_and_respelled_since_older_runs():
     assert config_changes(old, new) == ["ema.warmup: True -> 2", "lr_schedule.cooldown: '<absent>' -> 0.2"]
     assert config_changes({"ema": {"warmup": False}}, {"ema": {"warmup": 10}}) == ["ema.warmup: False -> 10"]
     assert config_changes({"ema": {"warmup": "x"}}, {"ema": {"warmup": "x"}}) == []
+    # Runs before trainer.flush_denormal kept denormal floats: resuming one with it on is a change to allow.
+    before = {"trainer": {"max_steps": 2}}
+    assert config_changes(before, {"trainer": {"max_steps": 2, "flush_denormal": False}}) == []
+    now = {"trainer": {"max_steps": 2, "flush_denormal": True}}
+    assert config_changes(before, now) == ["trainer.flush_denormal: '<absent>' -> True"]
 
 
 def test_a_run_made_before_the_lr_schedule_and_warmup_width_resumes_without_allow(tmp_path):

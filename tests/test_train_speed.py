@@ -30,6 +30,23 @@ def test_trainer_config_builds_a_trainer_with_the_fast_path_callback(tmp_path):
     assert isinstance(err.value, LctError) or isinstance(err.value.__cause__, LctError)
 
 
+def test_flush_denormal_is_on_in_every_trainer_config_and_set_when_fitting_starts(tmp_path):
+    """Denormal weights (decayed towards zero with a vanishing gradient) slow every CPU op that reads them;
+    the trainer's FastPath makes CPU arithmetic treat them as zero (benchmarks/README.md, "CPU: denormal weights")."""
+    for name in ("cpu", "gpu", "gpu_fp32", "ddp_cpu"):
+        assert compose_cfg(tmp_path, [f"trainer={name}"]).trainer.flush_denormal is True, name
+    tiny = torch.tensor([1e-39])  # below float32's smallest normal, 1.18e-38
+    try:
+        for flag in (False, True):
+            trainer = instantiate(compose_cfg(tmp_path, [f"trainer.flush_denormal={flag}"]).trainer, logger=False)
+            fast = next(c for c in trainer.callbacks if isinstance(c, FastPath))
+            fast.setup(trainer, torch.nn.Linear(2, 2), "validate")  # not fitting: the process is left as it is
+            fast.setup(trainer, torch.nn.Linear(2, 2), "fit")
+            assert ((tiny * 1.0).item() == 0.0) is flag
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_apply_fast_path_keeps_state_dict_and_outputs():
     torch.manual_seed(0)
     net = build_backbone("unet_tiny", in_channels=4, resolution=8)

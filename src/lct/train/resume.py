@@ -22,7 +22,10 @@ CONFIG = "config_resolved.yaml"
 IGNORED_KEYS = ("paths", "ckpt_path", "resume_changes")
 # Keys added after runs were already made, with the value that reproduces how those runs trained: a stored
 # config without the key compares equal to a new one holding this value.
-ADDED_KEYS = {"lr_schedule.cooldown": 0.0}  # conf/lr_schedule (constant: the paper's lr throughout)
+ADDED_KEYS = {
+    "lr_schedule.cooldown": 0.0,  # conf/lr_schedule (constant: the paper's lr throughout)
+    "trainer.flush_denormal": False,  # conf/trainer: runs before it kept denormal floats
+}
 # Keys whose spellings changed while their meaning did not: compared through these maps.
 SAME_MEANING = {"ema.warmup": lambda v: _safe(warmup_width, v)}  # `true` is w = 10 (docs/method.md §6)
 # Written when the run stops on non-finite losses: kept for inspection, never resumed automatically.

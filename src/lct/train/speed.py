@@ -1,9 +1,17 @@
-"""The training fast path, switched from conf/trainer: torch.compile of the backbones and channels_last.
+"""The training fast path, switched from conf/trainer: torch.compile of the backbones, channels_last, and
+flush-to-zero of denormal floats on the CPU.
 
 bf16 autocast is Lightning's own switch (`trainer.precision: bf16-mixed`); the backbones keep the noise
 embedding and the output head in fp32 under it (lct.nn), and the loss is computed from those fp32
 outputs. `compile` compiles every `lct.nn.Backbone` in place (`nn.Module.compile`), so state-dict keys,
 checkpoints and the EMA copies are unchanged; the preconditioning, loss, optimizer and EMA update stay eager.
+
+`flush_denormal` treats denormal floats (|x| < 1.18e-38) as zero in CPU arithmetic (`torch.set_flush_denormal`,
+x86 FTZ/DAZ). A weight whose gradient vanishes is driven towards zero by weight decay under Adam's normalised
+step and ends in the denormal range, where every operation on it is many times slower: an iLCT run on the CPU had
+14% of its weights denormal at step 3,500 and trained 2.7x slower than at its start (benchmarks/README.md,
+"CPU: denormal weights"). Their contribution to any activation is below fp32's resolution, so flushing them changes
+no loss; it costs nothing on a GPU, whose kernels are unaffected.
 """
 
 from __future__ import annotations
@@ -61,15 +69,25 @@ def apply_fast_path(
 
 
 class FastPath(L.Callback):
-    """Applies `apply_fast_path` when fitting starts, before the module is moved to its device."""
+    """Applies `apply_fast_path` when fitting starts, before the module is moved to its device, and sets the
+    process's flush-to-zero of denormal floats (`flush_denormal`)."""
 
-    def __init__(self, compile: bool = False, compile_mode: str = "default", channels_last: bool = False):
+    def __init__(
+        self,
+        compile: bool = False,
+        compile_mode: str = "default",
+        channels_last: bool = False,
+        flush_denormal: bool = False,
+    ):
         self.options = {"compile": compile, "compile_mode": compile_mode, "channels_last": channels_last}
+        self.flush_denormal = bool(flush_denormal)
         check_compile_mode(compile_mode)  # fail when the trainer is built, not after the data is prepared
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             apply_fast_path(pl_module, **self.options)
+            if torch.set_flush_denormal(self.flush_denormal) is False and self.flush_denormal:
+                log.info("trainer.flush_denormal: this CPU has no flush-to-zero (torch.set_flush_denormal)")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         # CUDA graphs reuse their output memory from one replay to the next: one training step = one
@@ -80,7 +98,7 @@ class FastPath(L.Callback):
 
 class Trainer(L.Trainer):
     """Lightning's Trainer with the fast-path switches of conf/trainer (`compile`, `compile_mode`,
-    `channels_last`) as keyword arguments; every other argument is Lightning's."""
+    `channels_last`, `flush_denormal`) as keyword arguments; every other argument is Lightning's."""
 
     def __init__(
         self,
@@ -88,8 +106,10 @@ class Trainer(L.Trainer):
         compile: bool = False,
         compile_mode: str = "default",
         channels_last: bool = False,
+        flush_denormal: bool = False,
         callbacks=None,
         **kwargs,
     ):
         callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks or [])
-        super().__init__(callbacks=[*callbacks, FastPath(compile, compile_mode, channels_last)], **kwargs)
+        fast = FastPath(compile, compile_mode, channels_last, flush_denormal)
+        super().__init__(callbacks=[*callbacks, fast], **kwargs)
