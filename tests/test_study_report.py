@@ -354,3 +354,47 @@ def test_train_wall_time_is_the_checkpoints_summed_clock_else_the_last_attempts(
     assert study.train_wall_time("ilct", 0, summed) == 5000.0
     for older in ({"lct": {}}, {"lct": {"train_seconds": 5000.0, "timed_from_step": 250}}):
         assert study.train_wall_time("ilct", 0, older) == 600.0  # config (rewritten per attempt) to last.ckpt
+
+
+def test_report_20k_runs_of_every_machine_side_by_side(tmp_path):
+    """Question 3 at 20,000 steps: a finished `*_20k` run (results.json) sits beside the runs of the same schedule
+    stopped early on a GPU (gpu_20k*.json; per machine the one that got furthest) or on the CPU (cpu_20k*.json),
+    every 1,000 steps, with each one's Inception FID; the 6,000-step table keeps only the 6,000-step rows."""
+    runs = [record("ilct", 0, 60.0, None), record("ilct_6k", 0, 40.0, None)]
+    cpu = record("slct_20k", 0, 30.0, None)
+    cpu["steps"] = 3000
+    cpu["curves"]["digits/fid_1nfe"] = [[500, 900.0], [1000, 800.0], [2000, 400.0], [3000, 200.0]]
+    runs.append(cpu)
+
+    def stopped(row, steps, pts, fid=None, device="gpu: H200 (gpu_fp32)"):
+        r = {"row": row, "seed": 0, "variant": "compiled", "steps": steps, "device": device}
+        r["curves"] = {"digits/fid_1nfe": pts}
+        if fid is not None:
+            r["score"] = {"step": steps, "metrics": {"results": {"1nfe": {"fid": fid}}}}
+        return {**r, "row_steps": 20000, "train_wall_s": 100.0, "threads": 1, "host": "h", "overrides": []}
+
+    early = stopped("slct_20k", 1000, [[500, 950.0], [1000, 850.0]])
+    further = stopped("slct_20k", 2000, [[500, 940.0], [1000, 820.0], [2000, 380.0]], fid=35.5)
+    ilct_gpu = stopped("ilct_20k", 1000, [[1000, 700.0]], fid=50.0)
+    ilct_cpu = stopped("ilct_20k", 2000, [[1000, 690.0], [2000, 600.0]], fid=45.0, device="cpu: test")
+    (tmp_path / "gpu_20k.json").write_text(json.dumps({"runs": [early, ilct_gpu]}))
+    (tmp_path / "gpu_20k_call2.json").write_text(json.dumps({"runs": [further]}))
+    (tmp_path / "cpu_20k.json").write_text(json.dumps({"runs": [ilct_cpu]}))
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    twenty = text.split("## Question 3 at 20,000 steps")[1].split("\n## ")[0]
+    header = (
+        "| step | `ilct_20k` seed 0, cpu: test, stopped at 2,000 | `ilct_20k` seed 0, gpu: H200 (gpu_fp32), "
+        "stopped at 1,000 | `slct_20k` seed 0, cpu: test, 3,000 steps | `slct_20k` seed 0, gpu: H200 (gpu_fp32), "
+        "stopped at 2,000 |"
+    )
+    assert header in twenty
+    assert "| 1,000 | 690 | 700 | 800 | 820 |" in twenty and "| 3,000 |  |  | 200 |  |" in twenty
+    assert "| 500 |" not in twenty  # every 1,000 steps
+    assert "| **Inception FID** | 45.0 at step 2,000 | 50.0 at step 1,000 | 30.0 | 35.5 at step 2,000 |" in twenty
+    assert "## Question 3 on the CPU, stopped early (cpu_20k.json" in text
+    assert "## Question 3 on a GPU, stopped early (gpu_20k_call2.json" in text
+    length = text.split("## Training length")[1].split("\n## ")[0]
+    assert "`slct_20k`" not in length and "`ilct_6k`" in length
+    for plot in ("fid_vs_step_20k.png", "fid_vs_step_gpu.png", "fid_vs_step_gpu_call2.png", "fid_vs_step_cpu_20k.png"):
+        assert (tmp_path / plot).stat().st_size > 0

@@ -17,6 +17,7 @@ from study import (
     base_row,
     is_edm,
     long_suffix,
+    study_order,
     variant_base,
 )
 
@@ -303,13 +304,14 @@ def fid_curve(row: str, runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(steps, dtype=int), np.array([[c[s] for s in steps] for c in curves])
 
 
-def long_pairs(rows: dict[str, list[dict]]) -> list[tuple[str, str]]:
-    """Question 3's (long row, its 1,500-step row) pairs among the rows run, e.g. (ilct_6k, ilct)."""
-    return [(row, base_row(row)) for row in rows if base_row(row)]
+def long_pairs(rows: dict[str, list[dict]], suffix: str = "_6k") -> list[tuple[str, str]]:
+    """Question 3's (long row, its 1,500-step row) pairs among the rows run with `suffix`, e.g. (ilct_6k, ilct).
+    The 20,000-step rows have their own table and plot (twenty_k_section)."""
+    return [(row, base_row(row)) for row in rows if long_suffix(row) == suffix]
 
 
 def length_table(rows: dict[str, list[dict]]) -> list[str]:
-    """Question 3: each long row's curve beside its 1,500-step row's, one line per logged step."""
+    """Question 3: each 6,000-step row's curve beside its 1,500-step row's, one line per logged step."""
     pairs = long_pairs(rows)
     if not pairs:
         return []
@@ -498,6 +500,85 @@ def stop_score(r: dict) -> str:
     return " / ".join(f"{res[f'{n}nfe']['fid']:.1f}" if f"{n}nfe" in res else "—" for n in nfe)
 
 
+def furthest(stopped: list[dict]) -> list[dict]:
+    """Of the stopped runs (`study.py collect` files), the one that got furthest per row, seed and device."""
+    best: dict[tuple, dict] = {}
+    for r in stopped:
+        key = (r["row"], r["seed"], r["device"])
+        if key not in best or r["steps"] > best[key]["steps"]:
+            best[key] = r
+    return sorted(best.values(), key=lambda r: (*study_order(r["row"], r["seed"]), r["device"]))
+
+
+def twenty_k_section(rows: dict[str, list[dict]], stopped: list[dict], out: Path) -> tuple[list[str], list[str]]:
+    """Question 3 at 20,000 steps across machines: every `*_20k` run, finished (results.json) or stopped early
+    (`stopped`: the collect files; per row, seed and device the one that got furthest), as one column of in-loop
+    digit FID (1 NFE; EDM: its Heun NFE) every 1,000 steps, and its Inception FID at the end or where it stopped;
+    the plot fid_vs_step_20k.png (finished: solid, stopped: dotted) adds each row's 6,000-step schedule (dashed).
+    Returns (table lines, plots written); nothing unless a run finished or the stopped runs span machines."""
+    finished = [r for row, runs in rows.items() if long_suffix(row) == "_20k" for r in runs]
+    stopped = furthest(stopped)
+    if not finished and len({r["device"] for r in stopped}) < 2:
+        return [], []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = sorted(
+        [(r, True) for r in finished] + [(r, False) for r in stopped],
+        key=lambda e: (*study_order(e[0]["row"], e[0]["seed"]), not e[1], e[0]["device"]),
+    )
+    colours = {row: f"C{k}" for k, row in enumerate(dict.fromkeys(r["row"] for r, _ in entries))}
+    cols: list[tuple[str, dict[int, float], str]] = []  # (header, {step: digit FID}, Inception FID cell)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r, done in entries:
+        row, nfe = r["row"], curve_nfe(r["row"])
+        pts = r["curves"].get(curve_key(row), [])
+        if done:
+            fid, where = metric(r, nfe, "fid"), ""
+        else:
+            fid = r.get("score", {}).get("metrics", {}).get("results", {}).get(f"{nfe}nfe", {}).get("fid")
+            where = f" at step {r['score']['step']:,}" if fid is not None else ""
+        state = f"{r['steps']:,} steps" if done else f"stopped at {r['steps']:,}"
+        cols.append(
+            (
+                f"{curve_label(row, code=True)} seed {r['seed']}, {r['device']}, {state}",
+                {int(s): v for s, v in pts},
+                f"{fid:.1f}{where}" if fid is not None else "—",
+            )
+        )
+        label = f"{curve_label(row)} seed {r['seed']}, {r['device']}" + (
+            "" if done else f" (stopped at {r['steps']:,})"
+        )
+        style = dict(ls="-" if done else ":", marker="o" if done else "s", ms=2, color=colours[row])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, **style)
+    for row, colour in colours.items():
+        short = base_row(row) + "_6k"
+        if short in rows:
+            s6, m6 = fid_curve(short, rows[short])
+            label = f"{curve_label(short)} (6,000-step schedule, {seeds(rows[short])} seeds)"
+            ax.plot(s6, m6.mean(0), "--", color=colour, lw=1, label=label)
+    ax.set(xlabel="training step", ylabel=CURVE_YLABEL, yscale="log")
+    ax.legend(fontsize=5.5)
+    fig.tight_layout()
+    fig.savefig(out / "fid_vs_step_20k.png", dpi=120)
+    plt.close(fig)
+    grid = sorted({s for _, c, _ in cols for s in c if s % 1000 == 0})
+    lines = ["| step | " + " | ".join(h for h, _, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {s:,} | " + " | ".join(f"{c[s]:.0f}" if s in c else "" for _, c, _ in cols) + " |" for s in grid]
+    lines.append("| **Inception FID** | " + " | ".join(f for _, _, f in cols) + " |")
+    return lines, ["fid_vs_step_20k.png"]
+
+
+def stopped_plot(path: Path) -> str:
+    """The plot of a collect file's section: gpu_20k.json -> fid_vs_step_gpu.png, gpu_20k_call2.json ->
+    fid_vs_step_gpu_call2.png (their names since the first calls), cpu_20k.json -> fid_vs_step_cpu_20k.png."""
+    if path.stem == "gpu_20k":
+        return "fid_vs_step_gpu.png"
+    return f"fid_vs_step_{path.stem.replace('gpu_20k_', 'gpu_')}.png"
+
+
 def partial_section(partial: list[dict], out: Path, plot: str = "fid_vs_step_gpu.png") -> tuple[list[str], str]:
     """Runs `study.py train` stopped before their steps (gpu_20k*.json, `study.py collect`): how far each got,
     its Inception FID there if `study.py score` scored it, the in-loop digit FID per row at every step all its
@@ -628,14 +709,30 @@ def report(runs: list[dict], out: Path) -> None:
             "",
         ]
     partial_plot = []
-    for k, path in enumerate(sorted(out.glob("gpu_20k*.json"))):  # one per device call: gpu_20k.json, *_call2.json
-        plot = "fid_vs_step_gpu.png" if k == 0 else f"fid_vs_step_gpu_{path.stem.removeprefix('gpu_20k_')}.png"
-        partial, plot = partial_section(json.loads(path.read_text())["runs"], out, plot)
-        partial_plot.append(plot)
+    # `study.py collect` files of runs stopped early: one per device call (gpu_20k.json, gpu_20k_call2.json) or
+    # CPU session (cpu_20k*.json)
+    stopped_files = sorted(out.glob("gpu_20k*.json")) + sorted(out.glob("cpu_20k*.json"))
+    stopped = [r for path in stopped_files for r in json.loads(path.read_text())["runs"]]
+    twenty, twenty_plot = twenty_k_section(rows, stopped, out)
+    if twenty:
         lines += [
-            f"## Question 3 on a GPU, stopped early ({path.name}: `gpu_long.sh`, each run stopped by "
-            "--max-time): how far each got, and the in-loop digit FID (1 NFE; EDM: "
-            f"{EDM_CURVE_NFE}) of the 20,000-step schedule per row (mean ± std over its runs)",
+            f"## Question 3 at 20,000 steps on every machine: in-loop digit FID (1 NFE; EDM: {EDM_CURVE_NFE}) every "
+            "1,000 steps of each run, finished (results.json) or stopped early (the files below; per machine the run "
+            "that got furthest), and its Inception FID",
+            "",
+            *twenty,
+            "",
+        ]
+        partial_plot += twenty_plot
+    for path in stopped_files:
+        partial, plot = partial_section(json.loads(path.read_text())["runs"], out, stopped_plot(path))
+        partial_plot.append(plot)
+        gpu = path.name.startswith("gpu")
+        how, where = ("`gpu_long.sh`", "on a GPU") if gpu else ("`study.py train --max-time`", "on the CPU")
+        lines += [
+            f"## Question 3 {where}, stopped early ({path.name}: {how}, each run stopped by --max-time): how far "
+            f"each got, and the in-loop digit FID (1 NFE; EDM: {EDM_CURVE_NFE}) of the 20,000-step schedule per row "
+            "(mean ± std over its runs)",
             "",
             *partial,
             "",
