@@ -398,3 +398,18 @@ def test_report_20k_runs_of_every_machine_side_by_side(tmp_path):
     assert "`slct_20k`" not in length and "`ilct_6k`" in length
     for plot in ("fid_vs_step_20k.png", "fid_vs_step_gpu.png", "fid_vs_step_gpu_call2.png", "fid_vs_step_cpu_20k.png"):
         assert (tmp_path / plot).stat().st_size > 0
+
+
+def test_collect_records_the_checkpoints_summed_clock_over_every_train_call(tmp_path):
+    """A run stopped by --max-time and resumed by a later `train` call: DEVICE_RECORD holds the last call's wall
+    time only, the checkpoint's clock the sum over every attempt (when it covers the whole run)."""
+    from argparse import Namespace
+
+    for seed, clock in ((0, {"train_seconds": 5000.0, "timed_from_step": 0}), (1, {})):
+        fake_device_run(tmp_path, "ilct_20k", seed, 300, compiled=False)
+        last = tmp_path / "ilct_20k" / f"seed{seed}" / "checkpoints" / "last.ckpt"
+        torch.save({**torch.load(last, weights_only=True), "lct": clock}, last)
+    dest = tmp_path / "cpu_20k.json"
+    study.cmd_collect(Namespace(runs_dirs=[str(tmp_path)], rows=["ilct_20k"], out=dest))
+    walls = {r["seed"]: r["train_wall_s"] for r in json.loads(dest.read_text())["runs"]}
+    assert walls == {0: 5000.0, 1: 10.0}  # seed 1's checkpoint has no clock: the DEVICE_RECORD's

@@ -327,13 +327,18 @@ def logged_curves(row: str, seed: int) -> dict:
     return csv_curves(run_dir(row, seed) / "csv" / "version_0" / "metrics.csv")
 
 
-def train_wall_time(row: str, seed: int, ckpt: dict) -> float:
-    """Seconds of training: the clock lct.train keeps in the checkpoint, summed over every attempt of the run
-    (a run resumed in a later session too); for a checkpoint without it (or whose clock started at a resume),
-    seconds from the run's resolved config (rewritten at each attempt) to last.ckpt: the last attempt's."""
+def summed_clock(ckpt: dict) -> float | None:
+    """The seconds of training lct.train keeps in a checkpoint, summed over every attempt of the run (a run
+    resumed in a later session too); None for a checkpoint without it or whose clock started at a resume."""
     state = ckpt.get("lct", {})
-    if "train_seconds" in state and state["timed_from_step"] == 0:
-        return float(state["train_seconds"])
+    return float(state["train_seconds"]) if "train_seconds" in state and state["timed_from_step"] == 0 else None
+
+
+def train_wall_time(row: str, seed: int, ckpt: dict) -> float:
+    """Seconds of training: the checkpoint's summed clock (summed_clock); for a checkpoint without it, seconds
+    from the run's resolved config (rewritten at each attempt) to last.ckpt: the last attempt's."""
+    if (clock := summed_clock(ckpt)) is not None:
+        return clock
     out = run_dir(row, seed)
     return (out / "checkpoints" / "last.ckpt").stat().st_mtime - (out / "config_resolved.yaml").stat().st_mtime
 
@@ -357,6 +362,8 @@ def run_one(row: str, seed: int, threads: int, inception_nfe: list[int], log, tr
     if (run_dir(row, seed) / DEVICE_RECORD).exists():
         trained = json.loads((run_dir(row, seed) / DEVICE_RECORD).read_text())
         trained["scored_on"] = device_info(threads)["device"]
+        if (clock := summed_clock(ckpt)) is not None:  # the record's wall time is the last `train` call's
+            trained["train_wall_s"] = round(clock, 1)
     else:
         trained = {
             "overrides": overrides(row, seed, trainer)[:-1],  # without the machine-specific run directory
@@ -569,10 +576,15 @@ def cmd_collect(args) -> None:
     """The runs `train` left under --runs-dirs (scored or not, finished or stopped by --max-time) as one JSON:
     per run its row, seed, variant (compiled / eager), last logged step, device, overrides, wall time and every
     logged curve. For runs that did not reach their steps, whose checkpoints the report cannot score."""
+    from lct.ckpt_io import read_checkpoint_file
+
     runs = []
     for root in map(Path, args.runs_dirs):
         for info_path in sorted(p for row in args.rows for p in (root / row).glob(f"seed*/{DEVICE_RECORD}")):
             info = json.loads(info_path.read_text())
+            last = info_path.parent / "checkpoints" / "last.ckpt"
+            if last.exists() and (clock := summed_clock(read_checkpoint_file(last, mmap=True))) is not None:
+                info["train_wall_s"] = round(clock, 1)  # over every attempt, not the last `train` call's
             curves = csv_curves(info_path.parent / "csv" / "version_0" / "metrics.csv")
             seed = next(int(o.split("=", 1)[1]) for o in info["overrides"] if o.startswith("seed="))
             runs.append(
