@@ -7,11 +7,11 @@ outputs. `compile` compiles every `lct.nn.Backbone` in place (`nn.Module.compile
 checkpoints and the EMA copies are unchanged; the preconditioning, loss, optimizer and EMA update stay eager.
 
 `flush_denormal` treats denormal floats (|x| < 1.18e-38) as zero in CPU arithmetic (`torch.set_flush_denormal`,
-x86 FTZ/DAZ). A weight whose gradient vanishes is driven towards zero by weight decay under Adam's normalised
-step and ends in the denormal range, where every operation on it is many times slower: an iLCT run on the CPU had
-14% of its weights denormal at step 3,500 and trained 2.7x slower than at its start (benchmarks/README.md,
-"CPU: denormal weights"). Their contribution to any activation is below fp32's resolution, so flushing them changes
-no loss; it costs nothing on a GPU, whose kernels are unaffected.
+x86 FTZ/DAZ). Weights of a branch whose gradient vanishes are driven towards zero by weight decay and end in the
+denormal range, where every operation on them is many times slower: an iLCT run on the CPU had 14% of its weights
+denormal at step 3,500 (its attention blocks among them) and trained 2.7x slower than at its start
+(benchmarks/README.md, "CPU: denormal weights"). Their contribution to an activation is below fp32's resolution:
+flushed, that run's losses were bit-identical and its steps 2.56x faster. GPU kernels are unaffected.
 """
 
 from __future__ import annotations
