@@ -358,7 +358,7 @@ def test_train_wall_time_is_the_checkpoints_summed_clock_else_the_last_attempts(
 
 def test_report_20k_runs_of_every_machine_side_by_side(tmp_path):
     """Question 3 at 20,000 steps: a finished `*_20k` run (results.json) sits beside the runs of the same schedule
-    stopped early on a GPU (gpu_20k*.json; per machine the one that got furthest) or on the CPU (cpu_20k*.json),
+    stopped early on a GPU (gpu_20k*.json; per row and machine the furthest) or on the CPU (cpu_20k*.json),
     every 1,000 steps, with each one's Inception FID; the 6,000-step table keeps only the 6,000-step rows."""
     runs = [record("ilct", 0, 60.0, None), record("ilct_6k", 0, 40.0, None)]
     cpu = record("slct_20k", 0, 30.0, None)
@@ -377,7 +377,8 @@ def test_report_20k_runs_of_every_machine_side_by_side(tmp_path):
     further = stopped("slct_20k", 2000, [[500, 940.0], [1000, 820.0], [2000, 380.0]], fid=35.5)
     ilct_gpu = stopped("ilct_20k", 1000, [[1000, 700.0]], fid=50.0)
     ilct_cpu = stopped("ilct_20k", 2000, [[1000, 690.0], [2000, 600.0]], fid=45.0, device="cpu: test")
-    (tmp_path / "gpu_20k.json").write_text(json.dumps({"runs": [early, ilct_gpu]}))
+    shorter = {**stopped("slct_20k", 500, [[500, 990.0]]), "seed": 1}  # per row and machine the furthest only
+    (tmp_path / "gpu_20k.json").write_text(json.dumps({"runs": [early, ilct_gpu, shorter]}))
     (tmp_path / "gpu_20k_call2.json").write_text(json.dumps({"runs": [further]}))
     (tmp_path / "cpu_20k.json").write_text(json.dumps({"runs": [ilct_cpu]}))
     report.report(runs, tmp_path)

@@ -501,10 +501,10 @@ def stop_score(r: dict) -> str:
 
 
 def furthest(stopped: list[dict]) -> list[dict]:
-    """Of the stopped runs (`study.py collect` files), the one that got furthest per row, seed and device."""
+    """Of the stopped runs (`study.py collect` files), the one that got furthest per row and device."""
     best: dict[tuple, dict] = {}
     for r in stopped:
-        key = (r["row"], r["seed"], r["device"])
+        key = (r["row"], r["device"])
         if key not in best or r["steps"] > best[key]["steps"]:
             best[key] = r
     return sorted(best.values(), key=lambda r: (*study_order(r["row"], r["seed"]), r["device"]))
@@ -512,9 +512,10 @@ def furthest(stopped: list[dict]) -> list[dict]:
 
 def twenty_k_section(rows: dict[str, list[dict]], stopped: list[dict], out: Path) -> tuple[list[str], list[str]]:
     """Question 3 at 20,000 steps across machines: every `*_20k` run, finished (results.json) or stopped early
-    (`stopped`: the collect files; per row, seed and device the one that got furthest), as one column of in-loop
+    (`stopped`: the collect files; per row and device the one that got furthest), as one column of in-loop
     digit FID (1 NFE; EDM: its Heun NFE) every 1,000 steps, and its Inception FID at the end or where it stopped;
-    the plot fid_vs_step_20k.png (finished: solid, stopped: dotted) adds each row's 6,000-step schedule (dashed).
+    the plot fid_vs_step_20k.png (finished: solid, stopped: dotted; CPU: circles, GPU: squares) adds each row's
+    6,000-step schedule (dashed).
     Returns (table lines, plots written); nothing unless a run finished or the stopped runs span machines."""
     finished = [r for row, runs in rows.items() if long_suffix(row) == "_20k" for r in runs]
     stopped = furthest(stopped)
@@ -543,15 +544,16 @@ def twenty_k_section(rows: dict[str, list[dict]], stopped: list[dict], out: Path
         state = f"{r['steps']:,} steps" if done else f"stopped at {r['steps']:,}"
         cols.append(
             (
-                f"{curve_label(row, code=True)} seed {r['seed']}, {r['device']}, {state}",
+                f"{curve_label(row, code=True)} seed {r['seed']}, {r['device'].split(',')[0]}, {state}",
                 {int(s): v for s, v in pts},
                 f"{fid:.1f}{where}" if fid is not None else "—",
             )
         )
-        label = f"{curve_label(row)} seed {r['seed']}, {r['device']}" + (
-            "" if done else f" (stopped at {r['steps']:,})"
-        )
-        style = dict(ls="-" if done else ":", marker="o" if done else "s", ms=2, color=colours[row])
+        machine = r["device"].split(",")[0]
+        label = f"{curve_label(row)} seed {r['seed']}, {machine}" + ("" if done else f" (stopped at {r['steps']:,})")
+        # finished: solid, stopped: dotted; CPU: circles, GPU: squares
+        marker = "o" if machine.startswith("cpu") else "s"
+        style = dict(ls="-" if done else ":", marker=marker, ms=2.5, color=colours[row])
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, **style)
     for row, colour in colours.items():
         short = base_row(row) + "_6k"
@@ -717,8 +719,8 @@ def report(runs: list[dict], out: Path) -> None:
     if twenty:
         lines += [
             f"## Question 3 at 20,000 steps on every machine: in-loop digit FID (1 NFE; EDM: {EDM_CURVE_NFE}) every "
-            "1,000 steps of each run, finished (results.json) or stopped early (the files below; per machine the run "
-            "that got furthest), and its Inception FID",
+            "1,000 steps of each run, finished (results.json) or stopped early (the files below; per row and machine "
+            "the run that got furthest), and its Inception FID",
             "",
             *twenty,
             "",
