@@ -35,7 +35,9 @@ def test_flush_denormal_is_on_in_every_trainer_config_and_set_when_fitting_start
     the trainer's FastPath makes CPU arithmetic treat them as zero (benchmarks/README.md, "CPU: denormal weights")."""
     for name in ("cpu", "gpu", "gpu_fp32", "ddp_cpu"):
         assert compose_cfg(tmp_path, [f"trainer={name}"]).trainer.flush_denormal is True, name
-    tiny = torch.tensor([1e-39])  # below float32's smallest normal, 1.18e-38
+    torch.set_flush_denormal(False)  # process-wide: an earlier fit in this process may have set it
+    tiny = torch.tensor([1e-39])  # below float32's smallest normal, 1.18e-38 (made while not flushing)
+    assert tiny.item() != 0.0
     try:
         for flag in (False, True):
             trainer = instantiate(compose_cfg(tmp_path, [f"trainer.flush_denormal={flag}"]).trainer, logger=False)
