@@ -3,7 +3,7 @@
 Weights that weight decay drives towards zero while their gradient vanishes end in the denormal range
 (|x| < 1.18e-38), where x86 arithmetic is many times slower; every convolution that reads them pays.
 This loads a run's checkpoint (student weights and RAdam state), counts its denormal values, and times the
-same plain training step (as bench_train.plain_step: objective, backward, RAdam, EMA; no Lightning) from the
+same plain training step (bench_train.plain_update: objective, backward, RAdam, EMA; no Lightning) from the
 checkpoint's state and global step, the same seed and batches, with `torch.set_flush_denormal(False)` and
 `(True)`, alternating; and whether the two settings' losses are bit-identical.
 
@@ -44,10 +44,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per setting and round")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    from bench_train import plain_update
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from lct import core
     from lct.builders import build_datamodule, build_objective, build_student
     from lct.ckpt_io import read_checkpoint_file
 
@@ -71,14 +71,7 @@ def main() -> None:
         ema = [p.detach().clone() for p in f.parameters()]
 
         def step(k: int) -> float:
-            out = objective.step(f, batches[k - k0], k)
-            opt.zero_grad(set_to_none=True)
-            out.terms.loss.backward()
-            opt.step()
-            objective.observe(out)
-            objective.after_optimizer_step(f)
-            core.ema_update(ema, f.parameters(), core.ema_decay(k, cfg.ema.decays[0], cfg.ema.warmup))
-            return float(out.terms.loss.detach())
+            return float(plain_update(cfg, f, objective, opt, ema, batches[k - k0], k))
 
         return step, f, opt
 

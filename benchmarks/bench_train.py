@@ -51,11 +51,29 @@ def lightning_run(cfg, steps: int, warmup: int, device: str) -> dict:
     return {"path": "lightning", "s_per_step": (marks[steps] - marks[warmup]) / (steps - warmup), **_memory(device)}
 
 
+def plain_update(cfg, f, objective, opt, ema: list, x0: torch.Tensor, k: int, use_amp: bool = False):
+    """One training step of network `f` on batch `x0` at global step k, as a bare loop (no Lightning): the
+    objective, backward, the optimizer, the objective's updates, the EMA. Returns the loss (detached, on its
+    device), or None for a non-finite one, whose step is skipped."""
+    from lct import core
+
+    with torch.autocast(x0.device.type, torch.bfloat16, enabled=use_amp):
+        out = objective.step(f, x0, k)
+    if not out.finite:
+        return None
+    opt.zero_grad(set_to_none=True)
+    out.terms.loss.backward()
+    opt.step()
+    objective.observe(out)
+    objective.after_optimizer_step(f)
+    core.ema_update(ema, f.parameters(), core.ema_decay(k, cfg.ema.decays[0], cfg.ema.warmup))
+    return out.terms.loss.detach()
+
+
 def plain_step(cfg, device: str = "cpu"):
     """The training step written as a bare loop (no Lightning): step(k) runs global step k on the next batch."""
     from hydra.utils import instantiate
 
-    from lct import core
     from lct.builders import build_datamodule, build_objective, build_student
 
     dm = build_datamodule(cfg)
@@ -68,17 +86,7 @@ def plain_step(cfg, device: str = "cpu"):
     use_amp = "bf16" in str(cfg.trainer.precision)
 
     def step(k: int) -> None:
-        x0 = next(loader).to(device, non_blocking=True)
-        with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=use_amp):
-            out = objective.step(f, x0, k)
-        if not out.finite:
-            return
-        opt.zero_grad(set_to_none=True)
-        out.terms.loss.backward()
-        opt.step()
-        objective.observe(out)
-        objective.after_optimizer_step(f)
-        core.ema_update(ema, f.parameters(), core.ema_decay(k, cfg.ema.decays[0], cfg.ema.warmup))
+        plain_update(cfg, f, objective, opt, ema, next(loader).to(device, non_blocking=True), k, use_amp)
 
     return step
 
