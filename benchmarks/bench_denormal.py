@@ -5,7 +5,9 @@ Weights that weight decay drives towards zero while their gradient vanishes end 
 This loads a run's checkpoint (student weights and RAdam state), counts its denormal values, and times the
 same plain training step (bench_train.plain_update: objective, backward, RAdam, EMA; no Lightning) from the
 checkpoint's state and global step, the same seed and batches, with `torch.set_flush_denormal(False)` and
-`(True)`, alternating; and whether the two settings' losses are bit-identical.
+`(True)`, alternating; and whether the two settings' losses are bit-identical. The flag is per thread and
+the OpenMP workers keep the one they were made with, so "on" flushes every thread only at one thread
+(`flushed_share_on` says how much of a parallel op it flushed; run it with OMP_NUM_THREADS=1).
 
     .venv/bin/python benchmarks/bench_denormal.py outputs/study/ilct_20k/seed0/checkpoints/epoch=0-step=3500.ckpt
 """
@@ -83,12 +85,16 @@ def main() -> None:
     }
     share = {name: denormals([w]) for name, w in f.named_parameters()}
     most = sorted(share, key=lambda name: -share[name][0] / share[name][1])[:6]
+    from lct.train.speed import flushed_fraction
+
     times: dict[bool, list[float]] = {False: [], True: []}
+    shares: dict[bool, float] = {}
     losses: dict[bool, list[list[float]]] = {False: [], True: []}
     for _ in range(args.rounds):
         for flush in (False, True):  # each from the checkpoint: a flushed step zeroes the denormal weights
             step, f, _ = fresh()
             torch.set_flush_denormal(flush)
+            shares[flush] = flushed_fraction()
             t0 = time.perf_counter()
             run = [step(k0 + j) for j in range(args.steps)]
             times[flush].append((time.perf_counter() - t0) / args.steps)
@@ -106,6 +112,7 @@ def main() -> None:
                 "most_denormal_weights": {name: round(share[name][0] / share[name][1], 3) for name in most},
                 "s_per_step_flush_off": [round(t, 4) for t in times[False]],
                 "s_per_step_flush_on": [round(t, 4) for t in times[True]],
+                "flushed_share_on": shares[True],
                 "speedup_median": round(median[False] / median[True], 2),
                 # the harness is deterministic when each setting repeats its own losses exactly
                 "repeats_identical": all(r == runs[0] for runs in losses.values() for r in runs),

@@ -49,6 +49,44 @@ def test_flush_denormal_is_on_in_every_trainer_config_and_set_when_fitting_start
         torch.set_flush_denormal(False)
 
 
+FLUSH_PROBE = """
+import logging, sys
+import torch
+sys.path.insert(0, {tests!r})
+from train_utils import compose_cfg
+import lct.train.run as run
+import lct.train.speed as speed
+torch.set_num_threads(2)
+torch.set_flush_denormal(False)
+if {early!r} == "off":
+    run.set_flush_denormal = lambda on: True  # as before: the flag was set only when fitting started
+seen, probe = [], speed.flushed_fraction
+speed.flushed_fraction = lambda: seen.append(probe()) or seen[-1]
+run.train(compose_cfg({tmp!r}, ["trainer.max_steps=1"]))
+print("FLUSHED", seen)
+"""
+
+
+def test_flush_denormal_reaches_every_intra_op_thread_of_a_training_run(tmp_path):
+    """The flag is per thread and an OpenMP worker inherits it only when created after it: set when fitting
+    starts, half of a two-thread run's arithmetic kept denormals (its data setup had made the pool); lct.train
+    sets it first, and FastPath measures every thread and warns otherwise."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero")  # x86 has it (FTZ/DAZ); the flag is a no-op elsewhere
+    torch.set_flush_denormal(False)
+    tests = str(Path(__file__).parent)
+    for early, flushed in (("on", "[1.0]"), ("off", "[0.5]")):
+        script = FLUSH_PROBE.format(tests=tests, early=early, tmp=str(tmp_path / early))
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"FLUSHED {flushed}" in out.stdout, (early, out.stdout[-500:])
+        assert ("only 50% of a parallel op was flushed" in out.stderr) is (early == "off"), out.stderr[-2000:]
+
+
 def test_apply_fast_path_keeps_state_dict_and_outputs():
     torch.manual_seed(0)
     net = build_backbone("unet_tiny", in_channels=4, resolution=8)

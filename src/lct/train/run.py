@@ -18,6 +18,7 @@ from lct.errors import LctError
 from lct.train import resume
 from lct.train.callbacks import AtomicCheckpointIO
 from lct.train.module import ConsistencyModule
+from lct.train.speed import set_flush_denormal
 from lct.train.validate import validate_config
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ def init_student(cfg: DictConfig, student, levels) -> dict:
 
 def train(cfg: DictConfig) -> Path:
     """Fit and return the run directory."""
+    # Before any tensor op makes the OpenMP thread pool, whose threads inherit it (lct.train.speed).
+    set_flush_denormal(bool(cfg.trainer.get("flush_denormal", False)))
     validate_config(cfg)
     datamodule = build_datamodule(cfg)  # before the run directory records the config: fills the latent shape
     out = resume.prepare_run_dir(cfg)

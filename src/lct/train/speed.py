@@ -12,6 +12,9 @@ denormal range, where every operation on them is many times slower: an iLCT run 
 denormal at step 3,500 (its attention blocks among them) and trained 2.7x slower than at its start
 (benchmarks/README.md, "CPU: denormal weights"). Their contribution to an activation is below fp32's resolution:
 flushed, that run's losses were bit-identical and its steps 2.56x faster. GPU kernels are unaffected.
+The flag is per thread, and an OpenMP worker inherits it only when created after it: `lct.train` sets it before
+its first tensor operation (`set_flush_denormal`), and FastPath checks every intra-op thread when fitting starts
+(`flushed_fraction`) and warns about a thread pool made before the flag.
 """
 
 from __future__ import annotations
@@ -68,6 +71,22 @@ def apply_fast_path(
     return module
 
 
+def set_flush_denormal(on: bool) -> bool:
+    """Flush-to-zero of denormal floats on or off for this thread and the intra-op threads created after it;
+    False when this CPU has no flush-to-zero (and `on` asked for it)."""
+    return bool(torch.set_flush_denormal(on)) or not on
+
+
+def flushed_fraction() -> float:
+    """The fraction of a parallel elementwise op (every intra-op thread takes a share) that CPU arithmetic
+    flushed to zero: 1.0 when every thread flushes denormals, 0.0 when none does, between when the OpenMP pool's
+    threads were created before the flag was set (they keep their own). Bit patterns, not float compares: a
+    flushing comparison would read the denormal input as zero too."""
+    n = max(1 << 20, 32768 * torch.get_num_threads())  # at least one of ATen's 32,768-element grains a thread
+    smallest = torch.ones(n, dtype=torch.int32).view(torch.float32)  # 1.4e-45, written without arithmetic
+    return (smallest * 2.0).view(torch.int32).eq(0).double().mean().item()
+
+
 class FastPath(L.Callback):
     """Applies `apply_fast_path` when fitting starts, before the module is moved to its device, and sets the
     process's flush-to-zero of denormal floats (`flush_denormal`)."""
@@ -86,8 +105,16 @@ class FastPath(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             apply_fast_path(pl_module, **self.options)
-            if torch.set_flush_denormal(self.flush_denormal) is False and self.flush_denormal:
+            if not set_flush_denormal(self.flush_denormal):
                 log.info("trainer.flush_denormal: this CPU has no flush-to-zero (torch.set_flush_denormal)")
+            elif self.flush_denormal and (share := flushed_fraction()) < 1.0:
+                log.warning(
+                    "trainer.flush_denormal: only %.0f%% of a parallel op was flushed: the intra-op threads made "
+                    "before the flag was set keep denormal floats (each thread has its own). Call "
+                    "lct.train.speed.set_flush_denormal(True) before the process's first parallel tensor op, as "
+                    "`python -m lct.train` does, or set torch.set_num_threads(1)",
+                    100 * share,
+                )
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         # CUDA graphs reuse their output memory from one replay to the next: one training step = one
