@@ -378,9 +378,10 @@ def test_report_20k_runs_of_every_machine_side_by_side(tmp_path):
     ilct_gpu = stopped("ilct_20k", 1000, [[1000, 700.0]], fid=50.0)
     ilct_cpu = stopped("ilct_20k", 2000, [[1000, 690.0], [2000, 600.0]], fid=45.0, device="cpu: test")
     shorter = {**stopped("slct_20k", 500, [[500, 990.0]]), "seed": 1}  # per row and machine the furthest only
+    resumed = stopped("slct_20k", 2500, [[1000, 800.0]], fid=31.0, device="cpu: test")  # then finished: results.json
     (tmp_path / "gpu_20k.json").write_text(json.dumps({"runs": [early, ilct_gpu, shorter]}))
     (tmp_path / "gpu_20k_call2.json").write_text(json.dumps({"runs": [further]}))
-    (tmp_path / "cpu_20k.json").write_text(json.dumps({"runs": [ilct_cpu]}))
+    (tmp_path / "cpu_20k.json").write_text(json.dumps({"runs": [ilct_cpu, resumed]}))
     report.report(runs, tmp_path)
     text = (tmp_path / "tables.md").read_text()
     twenty = text.split("## Question 3 at 20,000 steps")[1].split("\n## ")[0]

@@ -512,13 +512,15 @@ def furthest(stopped: list[dict]) -> list[dict]:
 
 def twenty_k_section(rows: dict[str, list[dict]], stopped: list[dict], out: Path) -> tuple[list[str], list[str]]:
     """Question 3 at 20,000 steps across machines: every `*_20k` run, finished (results.json) or stopped early
-    (`stopped`: the collect files; per row and device the one that got furthest), as one column of in-loop
+    (`stopped`: the collect files; per row and device the one that got furthest, unless that run, same seed and
+    device, finished later), as one column of in-loop
     digit FID (1 NFE; EDM: its Heun NFE) every 1,000 steps, and its Inception FID at the end or where it stopped;
     the plot fid_vs_step_20k.png (finished: solid, stopped: dotted; CPU: circles, GPU: squares) adds each row's
     6,000-step schedule (dashed).
     Returns (table lines, plots written); nothing unless a run finished or the stopped runs span machines."""
     finished = [r for row, runs in rows.items() if long_suffix(row) == "_20k" for r in runs]
-    stopped = furthest(stopped)
+    done = {(r["row"], r["seed"], r["device"]) for r in finished}  # a run finished later supersedes its stop
+    stopped = [r for r in furthest(stopped) if (r["row"], r["seed"], r["device"]) not in done]
     if not finished and len({r["device"] for r in stopped}) < 2:
         return [], []
     import matplotlib
