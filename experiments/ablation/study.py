@@ -103,6 +103,10 @@ ROWS: dict[str, list[str]] = {
     "slct_noot_beta95": [*SLCT_NOOT, "optimizer.betas=[0.9,0.95]"],  # ~20 steps: does the trend go on?
     "slct_beta99": ["experiment=slct", "optimizer.betas=[0.9,0.99]"],  # and with OT: the paper's full method
     "cauchy_ot_beta99": ["experiment=cauchy_ot", "optimizer.betas=[0.9,0.99]"],  # the former main job
+    # NsLN alone on iCT (question 2): with GroupNorm, the scales of the lowest-resolution blocks decay to ~0 and the
+    # blocks die (iLCT and EDM by step 3,500 of the 20,000-step schedule); NsLN's scale is frozen at 1 (README,
+    # "Dead blocks").
+    "ilct_nsln": [*ILCT, "norm=nsln"],
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],

@@ -1,0 +1,79 @@
+"""Which blocks of a run's network have died: per UNet block of the student, the share of its weights that
+weight decay drove to (almost) zero, |w| < 1e-30, and the largest |w| left in its norms' scales
+(experiments/ablation/README.md, "Dead blocks").
+
+    python experiments/ablation/dead_blocks.py outputs/study/ilct_20k/seed0/checkpoints/last.ckpt [more.ckpt ...] \
+        --out experiments/ablation/dead_blocks.json
+
+A block whose loss gradient vanishes keeps only RAdam's coupled L2 term (weight_decay * w), which the
+optimizer normalises by its own running scale: the weights fall by about lr per step to zero and then into the
+denormal range (benchmarks/README.md, "CPU: denormal weights"). A dead block passes only its skip connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+DEAD = 1e-30  # far below any weight that moves an fp32 activation (fp32's smallest normal is 1.18e-38)
+
+
+def block_of(name: str) -> str:
+    """'backbone.enc.7.attn.qkv.weight' -> 'enc.7'; parameters outside the numbered blocks keep their module."""
+    parts = name.removeprefix("backbone.").split(".")
+    return ".".join(parts[:2]) if parts[0] in ("enc", "dec") else parts[0]
+
+
+def dead_blocks(state: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Per block: its parameter count, the share of them below DEAD, and the largest |weight| of its norms (the
+    scale; non-scaling LayerNorm keeps it frozen at 1; None for a block without a norm)."""
+    count, dead, scale = defaultdict(int), defaultdict(int), {}
+    for name, w in state.items():
+        if not w.is_floating_point():
+            continue
+        block = block_of(name)
+        count[block] += w.numel()
+        dead[block] += int((w.abs() < DEAD).sum())
+        if ".norm" in name and name.endswith(".weight"):
+            scale[block] = max(scale.get(block, 0.0), float(w.abs().max()))
+    return {
+        b: {"params": count[b], "dead_share": round(dead[b] / count[b], 4), "max_norm_scale": scale.get(b)}
+        for b in count
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("ckpts", nargs="+", help="lct.train checkpoints (the student's weights are read)")
+    ap.add_argument("--out", type=Path, help="write {checkpoint: {step, experiment, blocks}} here as JSON")
+    args = ap.parse_args()
+    from lct.ckpt_io import read_checkpoint_file
+
+    report = {}
+    for path in args.ckpts:
+        ckpt = read_checkpoint_file(path)
+        state = {k.removeprefix("student."): v for k, v in ckpt["state_dict"].items() if k.startswith("student.")}
+        blocks = dead_blocks(state)
+        total = sum(b["params"] for b in blocks.values())
+        share = sum(b["params"] * b["dead_share"] for b in blocks.values()) / total
+        name = ckpt.get("lct", {}).get("config", {}).get("experiment_name", "?")
+        report[str(path)] = {"step": int(ckpt["global_step"]), "run": name, "dead_share": round(share, 4)}
+        report[str(path)]["blocks"] = blocks
+        tensors = {k: float((w.abs() < DEAD).double().mean()) for k, w in state.items() if w.is_floating_point()}
+        report[str(path)]["dead_tensors"] = {k: round(v, 3) for k, v in tensors.items() if v >= 0.5}
+        dead = [b for b, v in blocks.items() if v["dead_share"] >= 0.5]
+        print(f"{path}: step {ckpt['global_step']}, {share:.1%} of {total:,} weights dead; blocks >= 50%: {dead}")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
