@@ -12,6 +12,7 @@ import torch
 ABLATION = Path(__file__).resolve().parents[1] / "experiments" / "ablation"
 sys.path.insert(0, str(ABLATION))
 
+import dead_blocks  # noqa: E402
 import diagnose  # noqa: E402
 import report  # noqa: E402
 import study  # noqa: E402
@@ -415,3 +416,26 @@ def test_collect_records_the_checkpoints_summed_clock_over_every_train_call(tmp_
     study.cmd_collect(Namespace(runs_dirs=[str(tmp_path)], rows=["ilct_20k"], out=dest))
     walls = {r["seed"]: r["train_wall_s"] for r in json.loads(dest.read_text())["runs"]}
     assert walls == {0: 5000.0, 1: 10.0}  # seed 1's checkpoint has no clock: the DEVICE_RECORD's
+
+
+def test_dead_blocks_counts_weights_decayed_to_zero_per_block():
+    """A block is dead where weight decay took its weights below 1e-30 (denormals included); the norms' largest
+    scale and the q/k-only attention deaths reach the table."""
+    state = {
+        "backbone.enc.8.norm0.weight": torch.full((4,), 1e-33),  # a GroupNorm scale decayed into the denormals
+        "backbone.enc.8.conv0.weight": torch.tensor([0.0, 1e-39, 1e-31, 0.5]),  # 3 of 4 dead
+        "backbone.dec.0.norm0.weight": torch.ones(4),
+        "backbone.dec.0.attn.qkv.weight": torch.cat([torch.zeros(8), torch.ones(4)]),  # q and k dead, v alive
+        "backbone.dec.0.attn.qkv.bias": torch.ones(4),
+        "map0.weight": torch.ones(2),
+        "step_count": torch.tensor([3]),  # not floating point: not counted
+    }
+    blocks = dead_blocks.dead_blocks(state)
+    assert set(blocks) == {"enc.8", "dec.0", "map0"}
+    assert blocks["enc.8"] == {"params": 8, "dead_share": 0.875, "max_norm_scale": pytest.approx(1e-33)}
+    assert blocks["dec.0"]["dead_share"] == pytest.approx(8 / 20, abs=1e-4) and blocks["dec.0"]["max_norm_scale"] == 1.0
+    assert blocks["map0"] == {"params": 2, "dead_share": 0.0, "max_norm_scale": None}
+    row = {"experiment": "ilct", "schedule_steps": 20000, "norm": "groupnorm", "seed": 0, "step": 3500}
+    row |= {"dead_share": 0.17, "blocks": blocks, "dead_tensors": {"backbone.dec.0.attn.qkv.weight": 0.667}}
+    table = dead_blocks.markdown({"a.ckpt": row})
+    assert table[2] == "| `ilct` seed 0, 20,000-step schedule (groupnorm) | 3,500 | 17.0% | `enc.8` | 1 | 1 |"

@@ -50,6 +50,24 @@ def dead_blocks(state: dict[str, torch.Tensor]) -> dict[str, dict]:
     }
 
 
+def markdown(report: dict[str, dict]) -> list[str]:
+    """The README's table: one line per checkpoint, by schedule, experiment and step."""
+    lines = [
+        "| run (norm) | step | weights dead | blocks ≥ 50% dead | largest scale of `dec.0`'s norms | attention blocks "
+        "with only q and k dead |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in sorted(report.values(), key=lambda v: (v["schedule_steps"], v["experiment"], v["seed"], v["step"])):
+        dead = ", ".join(f"`{b}`" for b, x in v["blocks"].items() if x["dead_share"] >= 0.5) or "—"
+        # q and k are two thirds of a fused qkv projection: dead alone, attention is a uniform average of v
+        qk = {k.split(".attn")[0] for k, s in v["dead_tensors"].items() if k.endswith("attn.qkv.weight") and s < 0.9}
+        scale = v["blocks"].get("dec.0", {}).get("max_norm_scale")
+        scale = "1 (frozen)" if v["norm"] == "nsln" else "—" if scale is None else f"{scale:.2g}"
+        run = f"`{v['experiment']}` seed {v['seed']}, {v['schedule_steps']:,}-step schedule ({v['norm']})"
+        lines.append(f"| {run} | {v['step']:,} | {v['dead_share']:.1%} | {dead} | {scale} | {len(qk)} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("ckpts", nargs="+", help="lct.train checkpoints (the student's weights are read)")
@@ -64,13 +82,16 @@ def main() -> None:
         blocks = dead_blocks(state)
         total = sum(b["params"] for b in blocks.values())
         share = sum(b["params"] * b["dead_share"] for b in blocks.values()) / total
-        name = ckpt.get("lct", {}).get("config", {}).get("experiment_name", "?")
-        report[str(path)] = {"step": int(ckpt["global_step"]), "run": name, "dead_share": round(share, 4)}
+        config = ckpt.get("lct", {}).get("config", {})
+        run = {"experiment": config.get("experiment_name"), "schedule_steps": config.get("trainer", {}).get("max_steps")}
+        run |= {"norm": config.get("backbone", {}).get("norm"), "seed": config.get("seed")}
+        report[str(path)] = {"step": int(ckpt["global_step"]), **run, "dead_share": round(share, 4)}
         report[str(path)]["blocks"] = blocks
         tensors = {k: float((w.abs() < DEAD).double().mean()) for k, w in state.items() if w.is_floating_point()}
         report[str(path)]["dead_tensors"] = {k: round(v, 3) for k, v in tensors.items() if v >= 0.5}
         dead = [b for b, v in blocks.items() if v["dead_share"] >= 0.5]
         print(f"{path}: step {ckpt['global_step']}, {share:.1%} of {total:,} weights dead; blocks >= 50%: {dead}")
+    print("\n".join(markdown(report)))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
 
