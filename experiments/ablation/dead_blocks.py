@@ -82,9 +82,9 @@ def main() -> None:
         blocks = dead_blocks(state)
         total = sum(b["params"] for b in blocks.values())
         share = sum(b["params"] * b["dead_share"] for b in blocks.values()) / total
-        config = ckpt.get("lct", {}).get("config", {})
-        run = {"experiment": config.get("experiment_name"), "schedule_steps": config.get("trainer", {}).get("max_steps")}
-        run |= {"norm": config.get("backbone", {}).get("norm"), "seed": config.get("seed")}
+        cfg = ckpt.get("lct", {}).get("config", {})
+        run = {"experiment": cfg.get("experiment_name"), "seed": cfg.get("seed")}
+        run |= {"schedule_steps": cfg.get("trainer", {}).get("max_steps"), "norm": cfg.get("backbone", {}).get("norm")}
         report[str(path)] = {"step": int(ckpt["global_step"]), **run, "dead_share": round(share, 4)}
         report[str(path)]["blocks"] = blocks
         tensors = {k: float((w.abs() < DEAD).double().mean()) for k, w in state.items() if w.is_floating_point()}
