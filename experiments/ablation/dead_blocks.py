@@ -5,9 +5,9 @@ weight decay drove to (almost) zero, |w| < 1e-30, and the largest |w| left in it
     python experiments/ablation/dead_blocks.py outputs/study/ilct_20k/seed0/checkpoints/last.ckpt [more.ckpt ...] \
         --out experiments/ablation/dead_blocks.json
 
-A block whose loss gradient vanishes keeps only RAdam's coupled L2 term (weight_decay * w), which the
-optimizer normalises by its own running scale: the weights fall by about lr per step to zero and then into the
-denormal range (benchmarks/README.md, "CPU: denormal weights"). A dead block passes only its skip connection.
+Weights whose loss gradient vanishes are taken towards zero by RAdam's coupled weight decay and end in or
+below the denormal range (benchmarks/README.md, "CPU: denormal weights"). A dead block passes only its skip
+connection.
 """
 
 from __future__ import annotations
@@ -32,18 +32,22 @@ def block_of(name: str) -> str:
     return ".".join(parts[:2]) if parts[0] in ("enc", "dec") else parts[0]
 
 
-def dead_blocks(state: dict[str, torch.Tensor]) -> dict[str, dict]:
+def dead_tensors(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """(weights below DEAD, weights) of every floating-point tensor."""
+    return {k: (int((w.abs() < DEAD).sum()), w.numel()) for k, w in state.items() if w.is_floating_point()}
+
+
+def dead_blocks(state: dict[str, torch.Tensor], tensors: dict[str, tuple[int, int]] | None = None) -> dict[str, dict]:
     """Per block: its parameter count, the share of them below DEAD, and the largest |weight| of its norms (the
-    scale; non-scaling LayerNorm keeps it frozen at 1; None for a block without a norm)."""
+    scale; non-scaling LayerNorm keeps it frozen at 1; None for a block without a norm). `tensors`: the state's
+    dead_tensors, when already counted."""
     count, dead, scale = defaultdict(int), defaultdict(int), {}
-    for name, w in state.items():
-        if not w.is_floating_point():
-            continue
+    for name, (d, n) in (tensors or dead_tensors(state)).items():
         block = block_of(name)
-        count[block] += w.numel()
-        dead[block] += int((w.abs() < DEAD).sum())
+        count[block] += n
+        dead[block] += d
         if ".norm" in name and name.endswith(".weight"):
-            scale[block] = max(scale.get(block, 0.0), float(w.abs().max()))
+            scale[block] = max(scale.get(block, 0.0), float(state[name].abs().max()))
     return {
         b: {"params": count[b], "dead_share": round(dead[b] / count[b], 4), "max_norm_scale": scale.get(b)}
         for b in count
@@ -79,16 +83,16 @@ def main() -> None:
     for path in args.ckpts:
         ckpt = read_checkpoint_file(path)
         state = {k.removeprefix("student."): v for k, v in ckpt["state_dict"].items() if k.startswith("student.")}
-        blocks = dead_blocks(state)
-        total = sum(b["params"] for b in blocks.values())
-        share = sum(b["params"] * b["dead_share"] for b in blocks.values()) / total
+        tensors = dead_tensors(state)
+        blocks = dead_blocks(state, tensors)
+        total = sum(n for _, n in tensors.values())
+        share = sum(d for d, _ in tensors.values()) / total
         cfg = ckpt.get("lct", {}).get("config", {})
         run = {"experiment": cfg.get("experiment_name"), "seed": cfg.get("seed")}
         run |= {"schedule_steps": cfg.get("trainer", {}).get("max_steps"), "norm": cfg.get("backbone", {}).get("norm")}
         report[str(path)] = {"step": int(ckpt["global_step"]), **run, "dead_share": round(share, 4)}
         report[str(path)]["blocks"] = blocks
-        tensors = {k: float((w.abs() < DEAD).double().mean()) for k, w in state.items() if w.is_floating_point()}
-        report[str(path)]["dead_tensors"] = {k: round(v, 3) for k, v in tensors.items() if v >= 0.5}
+        report[str(path)]["dead_tensors"] = {k: round(d / n, 3) for k, (d, n) in tensors.items() if d / n >= 0.5}
         dead = [b for b, v in blocks.items() if v["dead_share"] >= 0.5]
         print(f"{path}: step {ckpt['global_step']}, {share:.1%} of {total:,} weights dead; blocks >= 50%: {dead}")
     print("\n".join(markdown(report)))
