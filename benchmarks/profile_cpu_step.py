@@ -7,6 +7,7 @@ backward included), the achieved GFLOP/s beside a large matmul's, and the profil
 convolutions (forward and backward) and of everything else.
 
   .venv/bin/python benchmarks/profile_cpu_step.py              # ~1 minute on an idle 2-core machine
+  .venv/bin/python benchmarks/profile_cpu_step.py +backbone.num_blocks=1   # a variant: more lct.train overrides
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--profile-steps", type=int, default=10)
+    ap.add_argument("overrides", nargs="*", help="more lct.train overrides after the main job's, e.g. a backbone's")
     args = ap.parse_args()
     from bench_train import plain_step
     from torch.profiler import ProfilerActivity, profile
@@ -48,7 +50,7 @@ def main() -> None:
     from train_utils import compose_cfg
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg(tmp, ["trainer.max_steps=1500", *MAIN_JOB], data="mnist")
+        cfg = compose_cfg(tmp, ["trainer.max_steps=1500", *MAIN_JOB, *args.overrides], data="mnist")
     torch.manual_seed(0)
     step = plain_step(cfg)
     ks = itertools.count()  # the global step, so the curriculum and EMA warm-up advance as in a run
@@ -71,7 +73,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "overrides": MAIN_JOB,
+                "overrides": [*MAIN_JOB, *args.overrides],
+                "parameters": sum(p.numel() for p in step.student.parameters()),
                 "batch": int(cfg.data.batch_size),
                 "threads": torch.get_num_threads(),
                 "s_per_step": round(s_per_step, 4),

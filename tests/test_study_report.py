@@ -340,6 +340,9 @@ def test_report_pairs_each_variant_with_its_own_row_seed_by_seed(tmp_path):
     # at a long row's length the variant pairs with the long row (same steps, same stretched curriculum)
     assert study.variant_base("slct_noot_beta99_6k") == "slct_noot_6k" and study.variant_base("slct_noot_6k") is None
     assert study.variant_base("cauchy_ot_beta99") == "cauchy_ot"
+    # a variant of the main job (itself a variant) pairs with the main job, and its override reaches the curriculum
+    assert study.variant_base("slct_noot_beta99_s0_20") == "slct_noot_beta99"
+    assert "method.curriculum.s0=20" in study.overrides("slct_noot_beta99_s0_20", 0)
 
 
 def test_train_wall_time_is_the_checkpoints_summed_clock_else_the_last_attempts(tmp_path, monkeypatch):
@@ -439,3 +442,24 @@ def test_dead_blocks_counts_weights_decayed_to_zero_per_block():
     row |= {"dead_share": 0.17, "blocks": blocks, "dead_tensors": {"backbone.dec.0.attn.qkv.weight": 0.667}}
     table = dead_blocks.markdown({"a.ckpt": row})
     assert table[2] == "| `ilct` seed 0, 20,000-step schedule (groupnorm) | 3,500 | 17.0% | `enc.8` | 1 | 1 |"
+
+
+def test_rerun_is_judged_against_the_rows_published_spread(tmp_path, monkeypatch):
+    """`study.py rerun`'s verdict: inside the row's published mean +- 2 std over seeds (+- 2 FID with one seed)."""
+    published = {("ilct", k): record("ilct", k, f, None) for k, f in enumerate((57.0, 58.0, 59.0))}  # 58 +- 1
+    published[("slct_noot_20k", 0)] = record("slct_noot_20k", 0, 30.5, None)
+    near = study.rerun_comparison("ilct", 0, 59.9, "cpu: other", published)
+    assert near["within"] and (near["published_fid"], near["row_mean"], near["row_std"]) == (57.0, 58.0, 1.0)
+    assert not study.rerun_comparison("ilct", 0, 60.1, "cpu: other", published)["within"]
+    assert study.rerun_comparison("slct_noot_20k", 0, 32.4, "cpu: other", published)["within"]
+    assert not study.rerun_comparison("slct_noot_20k", 0, 28.4, "cpu: other", published)["within"]
+    # an EDM row is published by its Heun 35-NFE FID, not the 1-NFE one
+    edm = record("edm", 0, 130.0, None)
+    edm["metrics"]["results"][f"{study.EDM_CURVE_NFE}nfe"] = {"fid": 40.0}
+    assert study.headline_fid("edm", edm["metrics"]) == 40.0
+    # a run without a published record is refused before anything trains
+    monkeypatch.setattr(study, "RECORDS", tmp_path)
+    args = type("A", (), {"rows": ["ilct"], "seeds": [5], "workers": 1, "threads": 1, "out": str(tmp_path / "x")})
+    monkeypatch.setattr(study, "train", lambda *a, **k: pytest.fail("trained a run with no published record"))
+    with pytest.raises(SystemExit, match="no published record"):
+        study.cmd_rerun(args)

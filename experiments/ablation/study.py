@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -43,6 +44,8 @@ from lct.core import DEFAULT_NFE
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RUNS_DIR = ROOT / "outputs" / "study"
+REFERENCE_DIR = RUNS_DIR  # the cached reference digits and their Inception statistics (whatever the runs dir)
+RERUN_DIR = ROOT / "outputs" / "rerun"  # `rerun`'s runs: published runs retrained on this machine
 RECORDS = HERE / "runs"
 RESULTS = HERE / "results.json"
 EVAL_SEED = 10_000  # sample i of the final evaluation uses seed 10,000 + i (the in-loop metric uses 0 + i)
@@ -101,6 +104,33 @@ ROWS: dict[str, list[str]] = {
     "ilct_beta99": [*ILCT, "optimizer.betas=[0.9,0.99]"],
     "slct_noot_beta99": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]"],
     "slct_noot_beta95": [*SLCT_NOOT, "optimizer.betas=[0.9,0.95]"],  # ~20 steps: does the trend go on?
+    # The curriculum at the main job's budget (question 4): scale=cpu's s0 = 10, s1 = 160 makes five 300-step stages
+    # (N = 11, 21, 41, 81, 161); the calibration chose s1 on cauchy_ot at lr 3e-4 and never varied s0. Fewer, longer
+    # stages on the main job: s0 = 20 (four of 375 steps), s0 = 40 (three of 500), s1 = 80 (four of 375, N ends at 81).
+    **{
+        f"slct_noot_beta99_{k}_{v}": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", f"method.curriculum.{k}={v}"]
+        for k, v in (("s0", 20), ("s0", 40), ("s1", 80))
+    },
+    # Weight decay (question 4): torch's RAdam adds weight_decay * w to the gradient before Adam's normalisation
+    # (L2, not decoupled): once a weight's loss gradient falls below 1e-4 |w|, the normalised update carries it
+    # toward 0 at up to lr per step, 1e-3 at scale=cpu, ten times the paper's (README "Dead blocks": GroupNorm
+    # scales decaying to ~0). Without it (the paper's optimizer otherwise):
+    "slct_noot_beta99_wd0": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "optimizer.weight_decay=0"],
+    # The same time spent on a smaller network (question 4): at 1,500 steps the model is far from what it can
+    # learn (6,000 steps: 32.2), so a cheaper step may buy more than it costs. Step counts from
+    # benchmarks/profile_cpu_step.py's s/step beside the main job's (benchmarks/README.md, "A smaller network").
+    "slct_noot_beta99_ch16": [
+        *SLCT_NOOT,
+        "optimizer.betas=[0.9,0.99]",
+        "+backbone.model_channels=16",
+        "trainer.max_steps=3500",
+    ],
+    "slct_noot_beta99_nb1": [
+        *SLCT_NOOT,
+        "optimizer.betas=[0.9,0.99]",
+        "+backbone.num_blocks=1",
+        "trainer.max_steps=2000",
+    ],
     "slct_beta99": ["experiment=slct", "optimizer.betas=[0.9,0.99]"],  # and with OT: the paper's full method
     "cauchy_ot_beta99": ["experiment=cauchy_ot", "optimizer.betas=[0.9,0.99]"],  # the former main job
     # NsLN alone on iCT (question 2): with GroupNorm, the scales of the lowest-resolution blocks decay to ~0 and the
@@ -148,7 +178,19 @@ def base_row(row: str) -> str | None:
 
 
 # Question 4's variants: a row `<base><suffix>` changes one training setting of row `<base>` (the same seeds).
-VARIANT_SUFFIXES = ("_b64", "_lr2e3", "_cool", "_beta99", "_beta95")
+VARIANT_SUFFIXES = (
+    "_b64",
+    "_lr2e3",
+    "_cool",
+    "_beta99",
+    "_beta95",
+    "_s0_20",
+    "_s0_40",
+    "_s1_80",
+    "_wd0",
+    "_ch16",
+    "_nb1",
+)
 
 
 def variant_base(row: str) -> str | None:
@@ -250,7 +292,7 @@ def reference_images() -> Path:
 
     from lct.data.sources import load_mnist
 
-    path = RUNS_DIR / f"mnist_ref1000_seed{REF_SEED}.npy"
+    path = REFERENCE_DIR / f"mnist_ref1000_seed{REF_SEED}.npy"
     if not path.exists():
         x, _ = load_mnist()
         idx = np.random.default_rng(REF_SEED).permutation(len(x))[:1000]
@@ -262,7 +304,7 @@ def reference_images() -> Path:
 def reference_flags() -> list[str]:
     """lct.evaluate's Inception reference: the fixed 1,000 digits, their statistics cached under outputs/study."""
     reference = ["--reference-images", str(reference_images()), "--num-reference", "1000", "--kid-subset-size", "500"]
-    return [*reference, "--reference", str(RUNS_DIR / f"reference_ref1000_seed{REF_SEED}.pt")]
+    return [*reference, "--reference", str(REFERENCE_DIR / f"reference_ref1000_seed{REF_SEED}.pt")]
 
 
 def _evaluate(
@@ -404,7 +446,9 @@ def merge() -> list[dict]:
     """results.json = every record under runs/, sorted by row order then seed."""
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
     records.sort(key=lambda r: study_order(r["row"], r["seed"]))
-    tmp = RESULTS.with_suffix(".json.tmp")
+    # One temporary name per process: two study commands merging at once (two `run`s of different rows) each
+    # replace results.json whole instead of writing into one shared temporary file.
+    tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"runs": records}, indent=1))
     tmp.replace(RESULTS)
     return records
@@ -475,6 +519,77 @@ def cmd_train(args) -> None:
     jobs = [(r, s) for s in args.seeds for r in args.rows]
     log(f"training {len(jobs)} run(s) under {RUNS_DIR}: {jobs}")
     each_run(jobs, args.workers, lambda r, s: train(r, s, args.threads, log, args.trainer, args.extra, args.max_time))
+
+
+def headline_fid(row: str, metrics: dict) -> float:
+    """The number a row is published by: 1-NFE Inception FID; the EDM rows' at Heun EDM_CURVE_NFE NFE."""
+    return metrics["results"][f"{EDM_CURVE_NFE if is_edm(row) else 1}nfe"]["fid"]
+
+
+def published_records() -> dict[tuple[str, int], dict]:
+    """The study's records (runs/*.json) by (row, seed)."""
+    records = (json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")))
+    return {(r["row"], r["seed"]): r for r in records}
+
+
+def rerun_comparison(row: str, seed: int, fid: float, device: str, published: dict) -> dict:
+    """A rerun's headline FID against the published record of the same run and the row's published seeds:
+    `within` when it lies inside the row's mean +- 2 std (std over >= 2 seeds; with one seed: +- 2 FID)."""
+    same = published[(row, seed)]
+    seeds = [headline_fid(row, r["metrics"]) for (rw, _), r in published.items() if rw == row]
+    mean = statistics.mean(seeds)
+    std = statistics.stdev(seeds) if len(seeds) > 1 else None
+    tolerance = 2 * std if std is not None else 2.0
+    return {
+        "row": row,
+        "seed": seed,
+        "rerun_fid": round(fid, 2),
+        "rerun_device": device,
+        "published_fid": round(headline_fid(row, same["metrics"]), 2),
+        "published_device": same.get("device"),
+        "row_seeds": len(seeds),
+        "row_mean": round(mean, 2),
+        "row_std": None if std is None else round(std, 2),
+        "within": abs(fid - mean) <= tolerance,
+    }
+
+
+def cmd_rerun(args) -> None:
+    """The issue's check as one command: retrain published runs (--rows x --seeds) on this machine under
+    outputs/rerun (the study's own runs and records stay untouched), score them with `run`'s evaluation and
+    write each one's comparison with its published record to --out (rerun_comparison)."""
+    published = published_records()
+    jobs = [(r, s) for s in args.seeds for r in args.rows]
+    if missing := [j for j in jobs if j not in published]:
+        raise SystemExit(f"no published record (experiments/ablation/runs) for {missing}")
+    log(f"rerunning {len(jobs)} run(s) under {RUNS_DIR}: {jobs}")
+    rows: list[dict] = []
+
+    def one(row: str, seed: int) -> None:
+        from lct.ckpt_io import read_checkpoint_file
+
+        train(row, seed, args.threads, log)
+        step = int(read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")["global_step"])
+        if step < row_steps(row):
+            raise RuntimeError(f"{row} seed {seed} stopped at step {step} of {row_steps(row)}")
+        fid = headline_fid(row, evaluate(row, seed, args.threads, [1]))
+        rows.append(rerun_comparison(row, seed, fid, device_info(args.threads)["device"], published))
+        log(f"{row} seed {seed}: rerun FID {fid:.1f}, published {rows[-1]['published_fid']:.1f}")
+
+    each_run(jobs, args.workers, one)
+    rows.sort(key=lambda r: study_order(r["row"], r["seed"]))
+    out = Path(args.out)
+    kept = json.loads(out.read_text())["runs"] if out.exists() else []
+    fresh = {(r["row"], r["seed"]) for r in rows}
+    merged = [r for r in kept if (r["row"], r["seed"]) not in fresh] + rows
+    merged.sort(key=lambda r: study_order(r["row"], r["seed"]))
+    out.write_text(json.dumps({"runs": merged}, indent=1))
+    for r in merged:
+        spread = f"{r['row_mean']} ± {r['row_std']}" if r["row_std"] is not None else f"{r['row_mean']} (1 seed)"
+        print(
+            f"{r['row']} seed {r['seed']}: {r['rerun_fid']} here vs {r['published_fid']} published; row {spread}:"
+            f" {'within' if r['within'] else 'OUTSIDE'}"
+        )
 
 
 SCORE = "score.json"  # written by `score` into a stopped run's directory; `collect` carries it
@@ -673,6 +788,12 @@ def main() -> None:
     up = sub.add_parser("unpack", help="a pack output back under outputs/ (then `score` scores it)")
     up.add_argument("dir")
     up.add_argument("--runs-dir", default=None, help=f"instead of {RUNS_DIR.relative_to(ROOT)}")
+    rr = sub.add_parser("rerun", help="retrain published runs here (outputs/rerun) and compare with their records")
+    rr.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
+    rr.add_argument("--seeds", nargs="+", type=int, default=[0])
+    rr.add_argument("--workers", type=int, default=2)
+    rr.add_argument("--threads", type=int, default=1)
+    rr.add_argument("--out", required=True, help="JSON of the comparisons (kept entries of other runs stay)")
     sub.add_parser("report", help="tables and plots from results.json")
     sm = sub.add_parser("sigma-mid", help="2-NFE sigma_mid sweep (digit FID, DEV_SEED noise) -> sigma_mid.json")
     sm.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=list(ROWS))
@@ -688,6 +809,8 @@ def main() -> None:
     args = ap.parse_args()
     if getattr(args, "runs_dir", None):
         RUNS_DIR = Path(args.runs_dir).resolve()
+    if args.cmd == "rerun":
+        RUNS_DIR = RERUN_DIR
     if args.cmd == "run":
         cmd_run(args)
     elif args.cmd == "train":
@@ -700,6 +823,8 @@ def main() -> None:
         cmd_collect(args)
     elif args.cmd == "score":
         cmd_score(args)
+    elif args.cmd == "rerun":
+        cmd_rerun(args)
     elif args.cmd == "sigma-mid":
         cmd_sigma_mid(args)
     else:
