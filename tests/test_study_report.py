@@ -445,14 +445,21 @@ def test_dead_blocks_counts_weights_decayed_to_zero_per_block():
 
 
 def test_rerun_is_judged_against_the_rows_published_spread(tmp_path, monkeypatch):
-    """`study.py rerun`'s verdict: inside the row's published mean +- 2 std over seeds (+- 2 FID with one seed)."""
+    """`study.py rerun`'s verdicts: inside the row's published mean +- 2 std over its seeds, and +- 2 std pooled
+    over every row of the same length."""
     published = {("ilct", k): record("ilct", k, f, None) for k, f in enumerate((57.0, 58.0, 59.0))}  # 58 +- 1
-    published[("slct_noot_20k", 0)] = record("slct_noot_20k", 0, 30.5, None)
+    published.update({("cauchy", k): record("cauchy", k, f, None) for k, f in enumerate((50.0, 54.0))})
+    published[("slct_noot_20k", 0)] = {**record("slct_noot_20k", 0, 30.5, None), "steps": 20000}
     near = study.rerun_comparison("ilct", 0, 59.9, "cpu: other", published)
-    assert near["within"] and (near["published_fid"], near["row_mean"], near["row_std"]) == (57.0, 58.0, 1.0)
-    assert not study.rerun_comparison("ilct", 0, 60.1, "cpu: other", published)["within"]
-    assert study.rerun_comparison("slct_noot_20k", 0, 32.4, "cpu: other", published)["within"]
-    assert not study.rerun_comparison("slct_noot_20k", 0, 28.4, "cpu: other", published)["within"]
+    assert (near["published_fid"], near["row_mean"], near["row_std"]) == (57.0, 58.0, 1.0)
+    assert near["within_row"] and near["within_pooled"]
+    # pooled over ilct and cauchy: var (2 * 1 + 1 * 8) / 3, std 1.83
+    far = study.rerun_comparison("ilct", 0, 61.6, "cpu: other", published)
+    assert far["pooled_std"] == pytest.approx(1.83, abs=0.01) and not far["within_row"] and far["within_pooled"]
+    assert not study.rerun_comparison("ilct", 0, 61.7, "cpu: other", published)["within_pooled"]
+    one_seed = study.rerun_comparison("slct_noot_20k", 0, 32.4, "cpu: other", published)  # none of its length
+    assert one_seed["within_row"] is None and one_seed["pooled_std"] is None and one_seed["within_pooled"]
+    assert not study.rerun_comparison("slct_noot_20k", 0, 32.6, "cpu: other", published)["within_pooled"]
     # an EDM row is published by its Heun 35-NFE FID, not the 1-NFE one
     edm = record("edm", 0, 130.0, None)
     edm["metrics"]["results"][f"{study.EDM_CURVE_NFE}nfe"] = {"fid": 40.0}

@@ -532,14 +532,28 @@ def published_records() -> dict[tuple[str, int], dict]:
     return {(r["row"], r["seed"]): r for r in records}
 
 
+def pooled_std(published: dict, steps: int) -> float | None:
+    """The run-to-run std of the headline FID pooled over every published row of `steps` steps with >= 2 seeds:
+    sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)). Three seeds estimate one row's std poorly (its 95% upper bound is
+    ~4.4x the sample std); pooled over the rows of one length, it is the spread a rerun elsewhere should meet."""
+    by_row: dict[str, list[float]] = {}
+    for (row, _), r in published.items():
+        if r.get("steps") == steps:
+            by_row.setdefault(row, []).append(headline_fid(row, r["metrics"]))
+    groups = [v for v in by_row.values() if len(v) > 1]
+    dof = sum(len(v) - 1 for v in groups)
+    return (sum((len(v) - 1) * statistics.variance(v) for v in groups) / dof) ** 0.5 if dof else None
+
+
 def rerun_comparison(row: str, seed: int, fid: float, device: str, published: dict) -> dict:
     """A rerun's headline FID against the published record of the same run and the row's published seeds:
-    `within` when it lies inside the row's mean +- 2 std (std over >= 2 seeds; with one seed: +- 2 FID)."""
+    `within_row` when it lies inside the row's mean +- 2 std (>= 2 seeds, else None), `within_pooled` inside the
+    row's mean +- 2 pooled_std of its length (else +- 2 FID)."""
     same = published[(row, seed)]
     seeds = [headline_fid(row, r["metrics"]) for (rw, _), r in published.items() if rw == row]
     mean = statistics.mean(seeds)
     std = statistics.stdev(seeds) if len(seeds) > 1 else None
-    tolerance = 2 * std if std is not None else 2.0
+    pooled = pooled_std(published, same.get("steps"))
     return {
         "row": row,
         "seed": seed,
@@ -550,7 +564,9 @@ def rerun_comparison(row: str, seed: int, fid: float, device: str, published: di
         "row_seeds": len(seeds),
         "row_mean": round(mean, 2),
         "row_std": None if std is None else round(std, 2),
-        "within": abs(fid - mean) <= tolerance,
+        "pooled_std": None if pooled is None else round(pooled, 2),
+        "within_row": None if std is None else abs(fid - mean) <= 2 * std,
+        "within_pooled": abs(fid - mean) <= 2 * (pooled if pooled is not None else 1.0),
     }
 
 
@@ -569,15 +585,15 @@ def cmd_rerun(args) -> None:
         from lct.ckpt_io import read_checkpoint_file
 
         train(row, seed, args.threads, log)
-        step = int(read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")["global_step"])
-        if step < row_steps(row):
+        ckpt = read_checkpoint_file(run_dir(row, seed) / "checkpoints" / "last.ckpt")
+        if (step := int(ckpt["global_step"])) < row_steps(row):
             raise RuntimeError(f"{row} seed {seed} stopped at step {step} of {row_steps(row)}")
         fid = headline_fid(row, evaluate(row, seed, args.threads, [1]))
-        rows.append(rerun_comparison(row, seed, fid, device_info(args.threads)["device"], published))
+        here = {"rerun_train_wall_s": round(train_wall_time(row, seed, ckpt), 1), "rerun_threads": args.threads}
+        rows.append({**rerun_comparison(row, seed, fid, device_info(args.threads)["device"], published), **here})
         log(f"{row} seed {seed}: rerun FID {fid:.1f}, published {rows[-1]['published_fid']:.1f}")
 
     each_run(jobs, args.workers, one)
-    rows.sort(key=lambda r: study_order(r["row"], r["seed"]))
     out = Path(args.out)
     kept = json.loads(out.read_text())["runs"] if out.exists() else []
     fresh = {(r["row"], r["seed"]) for r in rows}
@@ -585,10 +601,11 @@ def cmd_rerun(args) -> None:
     merged.sort(key=lambda r: study_order(r["row"], r["seed"]))
     out.write_text(json.dumps({"runs": merged}, indent=1))
     for r in merged:
-        spread = f"{r['row_mean']} ± {r['row_std']}" if r["row_std"] is not None else f"{r['row_mean']} (1 seed)"
+        verdict = {True: "within", False: "OUTSIDE", None: "no spread"}
         print(
-            f"{r['row']} seed {r['seed']}: {r['rerun_fid']} here vs {r['published_fid']} published; row {spread}:"
-            f" {'within' if r['within'] else 'OUTSIDE'}"
+            f"{r['row']} seed {r['seed']}: {r['rerun_fid']} here vs {r['published_fid']} published; row mean "
+            f"{r['row_mean']} ± {r['row_std']} ({verdict[r['within_row']]} 2 std), pooled std {r['pooled_std']} "
+            f"({verdict[r['within_pooled']]} 2 pooled std)"
         )
 
 
@@ -734,6 +751,14 @@ def cmd_run(args) -> None:
     each_run(jobs, args.workers, lambda r, s: run_one(r, s, args.threads, args.inception_nfe, log, args.trainer))
 
 
+def jobs_args(parser: argparse.ArgumentParser, workers: int) -> None:
+    """--rows (required) x --seeds (default 0), run `workers` at a time with --threads torch threads each."""
+    parser.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--workers", type=int, default=workers)
+    parser.add_argument("--threads", type=int, default=1)
+
+
 def main() -> None:
     global RUNS_DIR
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -762,10 +787,7 @@ def main() -> None:
         help="rebuild the records of runs in results.json, computing missing scores (e.g. --inception-nfe 1 2)",
     )
     tr = sub.add_parser("train", help="train --rows x --seeds without scoring (on a lent GPU: see the module doc)")
-    tr.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
-    tr.add_argument("--seeds", nargs="+", type=int, default=[0])
-    tr.add_argument("--workers", type=int, default=4)
-    tr.add_argument("--threads", type=int, default=1)
+    jobs_args(tr, workers=4)
     tr.add_argument("--trainer", default=None, help="as for run, e.g. gpu_fp32")
     tr.add_argument("--extra", nargs="*", default=[], help="more lct.train overrides, e.g. trainer.compile=true")
     tr.add_argument("--max-time", default="", help="stop each run there (DD:HH:MM:SS) with its last.ckpt")
@@ -780,19 +802,13 @@ def main() -> None:
     co.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
     co.add_argument("--out", required=True)
     sc = sub.add_parser("score", help="score stopped runs (e.g. unpacked from a GPU) where they stopped -> score.json")
-    sc.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
-    sc.add_argument("--seeds", nargs="+", type=int, default=[0])
-    sc.add_argument("--workers", type=int, default=1)
-    sc.add_argument("--threads", type=int, default=1)
+    jobs_args(sc, workers=1)
     sc.add_argument("--inception-nfe", type=int, nargs="+", default=[1, 2], help="as for run")
     up = sub.add_parser("unpack", help="a pack output back under outputs/ (then `score` scores it)")
     up.add_argument("dir")
     up.add_argument("--runs-dir", default=None, help=f"instead of {RUNS_DIR.relative_to(ROOT)}")
     rr = sub.add_parser("rerun", help="retrain published runs here (outputs/rerun) and compare with their records")
-    rr.add_argument("--rows", nargs="+", required=True, choices=list(ROWS))
-    rr.add_argument("--seeds", nargs="+", type=int, default=[0])
-    rr.add_argument("--workers", type=int, default=2)
-    rr.add_argument("--threads", type=int, default=1)
+    jobs_args(rr, workers=2)
     rr.add_argument("--out", required=True, help="JSON of the comparisons (kept entries of other runs stay)")
     sub.add_parser("report", help="tables and plots from results.json")
     sm = sub.add_parser("sigma-mid", help="2-NFE sigma_mid sweep (digit FID, DEV_SEED noise) -> sigma_mid.json")
