@@ -460,6 +460,8 @@ def test_rerun_is_judged_against_the_rows_published_spread(tmp_path, monkeypatch
     one_seed = study.rerun_comparison("slct_noot_20k", 0, 32.4, "cpu: other", published)  # none of its length
     assert one_seed["within_row"] is None and one_seed["pooled_std"] is None and one_seed["within_pooled"]
     assert not study.rerun_comparison("slct_noot_20k", 0, 32.6, "cpu: other", published)["within_pooled"]
+    table = "\n".join(report.rerun_table([{**far, "rerun_train_wall_s": 540.0, "rerun_threads": 1}]))
+    assert "| `ilct` seed 0 | 61.6 | 57.0 | +4.6 | 58.0 ± 1.0 (3) | outside | 1.8 | within | 9 min, 1 thread" in table
     # an EDM row is published by its Heun 35-NFE FID, not the 1-NFE one
     edm = record("edm", 0, 130.0, None)
     edm["metrics"]["results"][f"{study.EDM_CURVE_NFE}nfe"] = {"fid": 40.0}

@@ -639,6 +639,27 @@ def machines(runs: list[dict]) -> str:
     return "; ".join(f"{d} ({names})" for d, names in named.items())
 
 
+def rerun_table(reruns: list[dict]) -> list[str]:
+    """`study.py rerun`'s comparisons: each retrained run beside its published record and its row's spread."""
+    verdict = {True: "within", False: "outside", None: "—"}
+    lines = [
+        "| run | here | published | difference | row: mean ± std (seeds) | 2 std | pooled std | 2 pooled std | "
+        "trained here | machines (here / published) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reruns:
+        std = f" ± {r['row_std']:.1f}" if r["row_std"] is not None else ""
+        pooled = f"{r['pooled_std']:.1f}" if r["pooled_std"] is not None else "—"
+        lines.append(
+            f"| `{r['row']}` seed {r['seed']} | {r['rerun_fid']:.1f} | {r['published_fid']:.1f} | "
+            f"{r['rerun_fid'] - r['published_fid']:+.1f} | {r['row_mean']:.1f}{std} ({r['row_seeds']}) | "
+            f"{verdict[r['within_row']]} | {pooled} | {verdict[r['within_pooled']]} | "
+            f"{r['rerun_train_wall_s'] / 60:.0f} min, {r['rerun_threads']} thread(s) | "
+            f"{r['rerun_device']} / {r['published_device']} |"
+        )
+    return lines
+
+
 def report(runs: list[dict], out: Path) -> None:
     rows = by_row(runs)
     lines = [
@@ -739,6 +760,14 @@ def report(runs: list[dict], out: Path) -> None:
             "(mean ± std over its runs)",
             "",
             *partial,
+            "",
+        ]
+    for path in sorted(out.glob("rerun_*.json")):
+        lines += [
+            f"## Published runs retrained on another machine ({path.name}: `study.py rerun`; headline FID: 1 NFE, "
+            f"EDM {EDM_CURVE_NFE} NFE)",
+            "",
+            *rerun_table(json.loads(path.read_text())["runs"]),
             "",
         ]
     sweep = json.loads((out / "sigma_mid.json").read_text()) if (out / "sigma_mid.json").exists() else None
