@@ -15,6 +15,7 @@ from study import (
     ROWS,
     base_ema_row,
     base_row,
+    headline_nfe,
     is_edm,
     long_suffix,
     study_order,
@@ -268,15 +269,9 @@ def ema_plot(emas: dict[str, list[tuple[str, int, list, list]]], out: Path) -> s
     return "ema_length.png"
 
 
-def curve_nfe(row: str) -> int:
-    """The NFE a row is followed at over training: 1, except the EDM rows' Heun 35 NFE (their own sampler's;
-    one Euler step of a diffusion model says nothing about how far its training has got)."""
-    return EDM_CURVE_NFE if is_edm(row) else 1
-
-
 def curve_key(row: str) -> str:
-    """The row's in-loop digit-FID curve (at curve_nfe)."""
-    return f"digits/fid_{curve_nfe(row)}nfe"
+    """The row's in-loop digit-FID curve (at its headline_nfe)."""
+    return f"digits/fid_{headline_nfe(row)}nfe"
 
 
 def curve_label(row: str, code: bool = False) -> str:
@@ -328,7 +323,7 @@ def length_table(rows: dict[str, list[dict]]) -> list[str]:
     ]
     for s in sorted({s for c in curves.values() for s in c}):
         lines.append(f"| {s} | " + " | ".join(stat(curves[c][s], 1) if s in curves[c] else "" for c in cols) + " |")
-    final = [stat([v for r in rows[c] if (v := metric(r, curve_nfe(c), "fid")) is not None], 1) for c in cols]
+    final = [stat([v for r in rows[c] if (v := metric(r, headline_nfe(c), "fid")) is not None], 1) for c in cols]
     lines.append("| **Inception FID, end** | " + " | ".join(final) + " |")
     return lines
 
@@ -536,7 +531,7 @@ def twenty_k_section(rows: dict[str, list[dict]], stopped: list[dict], out: Path
     cols: list[tuple[str, dict[int, float], str]] = []  # (header, {step: digit FID}, Inception FID cell)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r, done in entries:
-        row, nfe = r["row"], curve_nfe(r["row"])
+        row, nfe = r["row"], headline_nfe(r["row"])
         pts = r["curves"].get(curve_key(row), [])
         if done:
             fid, where = metric(r, nfe, "fid"), ""

@@ -442,10 +442,14 @@ def study_order(row: str, seed: int) -> tuple[int, int]:
     return list(ROWS).index(row) if row in ROWS else len(ROWS), seed
 
 
+def read_records() -> list[dict]:
+    """Every record under runs/ (one per scored run)."""
+    return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
+
+
 def merge() -> list[dict]:
     """results.json = every record under runs/, sorted by row order then seed."""
-    records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
-    records.sort(key=lambda r: study_order(r["row"], r["seed"]))
+    records = sorted(read_records(), key=lambda r: study_order(r["row"], r["seed"]))
     # One temporary name per process: two study commands merging at once (two `run`s of different rows) each
     # replace results.json whole instead of writing into one shared temporary file.
     tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
@@ -521,15 +525,20 @@ def cmd_train(args) -> None:
     each_run(jobs, args.workers, lambda r, s: train(r, s, args.threads, log, args.trainer, args.extra, args.max_time))
 
 
+def headline_nfe(row: str) -> int:
+    """The NFE a row is published and followed at: 1, except the EDM rows' Heun EDM_CURVE_NFE (their own
+    sampler's; one Euler step of a diffusion model says nothing about how far its training has got)."""
+    return EDM_CURVE_NFE if is_edm(row) else 1
+
+
 def headline_fid(row: str, metrics: dict) -> float:
-    """The number a row is published by: 1-NFE Inception FID; the EDM rows' at Heun EDM_CURVE_NFE NFE."""
-    return metrics["results"][f"{EDM_CURVE_NFE if is_edm(row) else 1}nfe"]["fid"]
+    """The number a row is published by: Inception FID at its headline_nfe."""
+    return metrics["results"][f"{headline_nfe(row)}nfe"]["fid"]
 
 
 def published_records() -> dict[tuple[str, int], dict]:
     """The study's records (runs/*.json) by (row, seed)."""
-    records = (json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")))
-    return {(r["row"], r["seed"]): r for r in records}
+    return {(r["row"], r["seed"]): r for r in read_records()}
 
 
 def pooled_std(published: dict, steps: int) -> float | None:
@@ -600,8 +609,8 @@ def cmd_rerun(args) -> None:
     merged = [r for r in kept if (r["row"], r["seed"]) not in fresh] + rows
     merged.sort(key=lambda r: study_order(r["row"], r["seed"]))
     out.write_text(json.dumps({"runs": merged}, indent=1))
+    verdict = {True: "within", False: "OUTSIDE", None: "no spread"}
     for r in merged:
-        verdict = {True: "within", False: "OUTSIDE", None: "no spread"}
         print(
             f"{r['row']} seed {r['seed']}: {r['rerun_fid']} here vs {r['published_fid']} published; row mean "
             f"{r['row_mean']} ± {r['row_std']} ({verdict[r['within_row']]} 2 std), pooled std {r['pooled_std']} "
