@@ -472,3 +472,19 @@ def test_rerun_is_judged_against_the_rows_published_spread(tmp_path, monkeypatch
     monkeypatch.setattr(study, "train", lambda *a, **k: pytest.fail("trained a run with no published record"))
     with pytest.raises(SystemExit, match="no published record"):
         study.cmd_rerun(args)
+
+
+def test_merge_from_a_runs_worker_threads_at_once(tmp_path, monkeypatch):
+    """`run`'s workers are threads of one process: merging at once must neither fail nor lose a record."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    records, results = tmp_path / "runs", tmp_path / "results.json"
+    records.mkdir()
+    monkeypatch.setattr(study, "RECORDS", records)
+    monkeypatch.setattr(study, "RESULTS", results)
+    for seed in range(8):
+        (records / f"ilct_seed{seed}.json").write_text(json.dumps({"row": "ilct", "seed": seed}))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: study.merge(), range(64)))
+    assert [r["seed"] for r in json.loads(results.read_text())["runs"]] == list(range(8))
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -28,6 +28,7 @@ import argparse
 import csv
 import gzip
 import json
+import math
 import os
 import platform
 import shutil
@@ -35,11 +36,13 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lct.core import DEFAULT_NFE
+from lct.core.c_schedules import ADAPTIVE_OFFSET
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -131,6 +134,31 @@ ROWS: dict[str, list[str]] = {
         "+backbone.num_blocks=1",
         "trainer.max_steps=2000",
     ],
+    # A smaller c (question 4, from question 2): the fitted and the online c, 11-12x the paper's c(N), lost by far,
+    # and the paper's c(N) beat iCT's larger constant c with and without OT; does half or a quarter of c(N) gain
+    # more? (ln c = slope ln(N-1) + offset: the offset moves by ln 2 or ln 4; the first stage keeps iCT's c.)
+    **{
+        f"slct_noot_beta99_c{pct:03d}": [
+            *SLCT_NOOT,
+            "optimizer.betas=[0.9,0.99]",
+            f"method.c.offset={ADAPTIVE_OFFSET + math.log(pct / 100):.6f}",
+        ]
+        for pct in (50, 25)
+    },
+    # The low-noise diffusion loss's weight (question 4): cauchy -> cauchy_diff gained ~1 here against the
+    # paper's 4; twice the paper's w = 5.
+    "slct_noot_beta99_w10": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "method.diffusion.weight=10"],
+    # lr 2e-3 tied at beta2 = 0.999, where RAdam's rectification held the step at 0.05-0.75 of the lr for the
+    # whole run; with beta2 = 0.99 the whole lr is applied from step ~500 on, so the lr trend may differ.
+    "slct_noot_beta99_lr2e3": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "optimizer.lr=2e-3"],
+    # How many steps the goal (FID <= 40) takes: the recipe between the main job's 1,500 and 6,000 steps (the
+    # curriculum and EMA warm-up stretched with the steps, as for every length), i.e. the step throughput that
+    # `make run`'s 10 minutes would need.
+    **{
+        f"slct_noot_beta99_{name}": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", f"trainer.max_steps={steps}"]
+        for name, steps in (("2k", 2000), ("2k5", 2500))
+    },
+    "ilct_2k5": [*ILCT, "trainer.max_steps=2500"],  # the baseline at that length
     "slct_beta99": ["experiment=slct", "optimizer.betas=[0.9,0.99]"],  # and with OT: the paper's full method
     "cauchy_ot_beta99": ["experiment=cauchy_ot", "optimizer.betas=[0.9,0.99]"],  # the former main job
     # NsLN alone on iCT (question 2): with GroupNorm, the scales of the lowest-resolution blocks decay to ~0 and the
@@ -190,6 +218,11 @@ VARIANT_SUFFIXES = (
     "_wd0",
     "_ch16",
     "_nb1",
+    "_c050",
+    "_c025",
+    "_w10",
+    "_2k",
+    "_2k5",
 )
 
 
@@ -447,14 +480,18 @@ def read_records() -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
 
 
+_MERGE_LOCK = threading.Lock()
+
+
 def merge() -> list[dict]:
     """results.json = every record under runs/, sorted by row order then seed."""
-    records = sorted(read_records(), key=lambda r: study_order(r["row"], r["seed"]))
-    # One temporary name per process: two study commands merging at once (two `run`s of different rows) each
-    # replace results.json whole instead of writing into one shared temporary file.
-    tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"runs": records}, indent=1))
-    tmp.replace(RESULTS)
+    # A `run`'s workers are threads of one process: one merge at a time within it. Across processes (two study
+    # commands at once), one temporary name per process: each replaces results.json whole.
+    with _MERGE_LOCK:
+        records = sorted(read_records(), key=lambda r: study_order(r["row"], r["seed"]))
+        tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"runs": records}, indent=1))
+        tmp.replace(RESULTS)
     return records
 
 
