@@ -77,6 +77,20 @@ def test_long_rows_are_compared_with_ilct_of_their_own_length(tmp_path):
     assert "| `ilct_6k` | 2 |" not in text  # not a row of either comparison (it is the long one's base)
 
 
+def test_step_count_variants_are_compared_with_ilct_of_their_own_length(tmp_path):
+    """`make run`'s recipe at 2,500 steps against `ilct_2k5`, not the 1,500-step `ilct`; at 2,000 steps (no
+    `ilct_2k`) against none."""
+    runs = [record("ilct", k, f, None) for k, f in enumerate((60.0, 62.0))]
+    runs += [record("ilct_2k5", k, f, None) for k, f in enumerate((48.0, 49.0))]
+    runs += [record("slct_noot_beta99_2k5", k, f, None) for k, f in enumerate((38.0, 39.0))]
+    runs += [record("slct_noot_beta99_2k", k, f, None) for k, f in enumerate((41.0, 43.0))]
+    report.report(runs, tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    assert "| `slct_noot_beta99_2k5` | 2 | -10.0 | 0.7 | better | every seed better |" in text  # 38.5 - 48.5
+    for row in ("ilct_2k5", "slct_noot_beta99_2k"):
+        assert f"| `{row}` | 2 | -" not in text
+
+
 def test_report_ema_length_table_puts_each_ema_of_a_run_after_its_base_rows_ema(tmp_path):
     def with_ema(rec, warmup, decays, emas=None):
         rec = {**rec, "steps": 1500, "config": {"ema": {"decays": decays, "warmup": warmup}}}

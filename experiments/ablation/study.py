@@ -224,6 +224,8 @@ VARIANT_SUFFIXES = (
     "_2k",
     "_2k5",
 )
+# The variants that change only the step count (not the wall time): compared with iLCT of their own length.
+LENGTH_VARIANTS = ("_2k", "_2k5")
 
 
 def variant_base(row: str) -> str | None:
