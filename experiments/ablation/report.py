@@ -673,9 +673,9 @@ def report(runs: list[dict], out: Path) -> None:
     # or `ilct_20k`, a variant of another step count (`_2k5`) against `ilct_2k5` where there is one.
     short = {row: runs for row, runs in rows.items() if not base_row(row)}
     same_length = {row: runs for row, runs in short.items() if not row.endswith(LENGTH_VARIANTS)}
-    longs = [({r: v for r, v in rows.items() if long_suffix(r) == sfx}, f"ilct{sfx}") for sfx in LONG_SUFFIXES]
-    longs += [({r: v for r, v in short.items() if r.endswith(sfx)}, f"ilct{sfx}") for sfx in LENGTH_VARIANTS]
-    versus = [t for t in (versus_table(same_length), *(versus_table(g, base=b) for g, b in longs)) if t]
+    others = [({r: v for r, v in rows.items() if long_suffix(r) == sfx}, f"ilct{sfx}") for sfx in LONG_SUFFIXES]
+    others += [({r: v for r, v in short.items() if r.endswith(sfx)}, f"ilct{sfx}") for sfx in LENGTH_VARIANTS]
+    versus = [t for t in (versus_table(same_length), *(versus_table(g, base=b) for g, b in others)) if t]
     if versus:
         lines += ["## Against iLCT of the same length (1-NFE Inception FID, rows with ≥ 2 seeds)", ""]
         lines += [line for t in versus for line in (*t, "")]

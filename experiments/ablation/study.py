@@ -68,6 +68,7 @@ DEFAULT_STEPS = 1500  # trainer=cpu's max_steps: every row not setting its own (
 # The two rows question 4's variants (batch, lr, EMA, cooldown) are compared between: the baseline and the
 # recipe.
 ILCT, SLCT_NOOT = ["experiment=ilct"], ["experiment=slct", "coupling=none"]
+MAIN_JOB = [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]"]  # `make run`'s recipe: question 4's variants change it
 EMA_SUFFIX = "_ema"
 ROWS: dict[str, list[str]] = {
     "ilct": ILCT,
@@ -105,32 +106,30 @@ ROWS: dict[str, list[str]] = {
     # 1.4-3.3x at every stage change (lambda and, for Cauchy with c(N), 1/|d|): the update is oversized for most of
     # each stage. beta2 = 0.99 (~100 steps) brings the memory back under a stage.
     "ilct_beta99": [*ILCT, "optimizer.betas=[0.9,0.99]"],
-    "slct_noot_beta99": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]"],
+    "slct_noot_beta99": MAIN_JOB,
     "slct_noot_beta95": [*SLCT_NOOT, "optimizer.betas=[0.9,0.95]"],  # ~20 steps: does the trend go on?
     # The curriculum at the main job's budget (question 4): scale=cpu's s0 = 10, s1 = 160 makes five 300-step stages
     # (N = 11, 21, 41, 81, 161); the calibration chose s1 on cauchy_ot at lr 3e-4 and never varied s0. Fewer, longer
     # stages on the main job: s0 = 20 (four of 375 steps), s0 = 40 (three of 500), s1 = 80 (four of 375, N ends at 81).
     **{
-        f"slct_noot_beta99_{k}_{v}": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", f"method.curriculum.{k}={v}"]
+        f"slct_noot_beta99_{k}_{v}": [*MAIN_JOB, f"method.curriculum.{k}={v}"]
         for k, v in (("s0", 20), ("s0", 40), ("s1", 80))
     },
     # Weight decay (question 4): torch's RAdam adds weight_decay * w to the gradient before Adam's normalisation
     # (L2, not decoupled): once a weight's loss gradient falls below 1e-4 |w|, the normalised update carries it
     # toward 0 at up to lr per step, 1e-3 at scale=cpu, ten times the paper's (README "Dead blocks": GroupNorm
     # scales decaying to ~0). Without it (the paper's optimizer otherwise):
-    "slct_noot_beta99_wd0": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "optimizer.weight_decay=0"],
+    "slct_noot_beta99_wd0": [*MAIN_JOB, "optimizer.weight_decay=0"],
     # The same time spent on a smaller network (question 4): at 1,500 steps the model is far from what it can
     # learn (6,000 steps: 32.2), so a cheaper step may buy more than it costs. Step counts from
     # benchmarks/profile_cpu_step.py's s/step beside the main job's (benchmarks/README.md, "A smaller network").
     "slct_noot_beta99_ch16": [
-        *SLCT_NOOT,
-        "optimizer.betas=[0.9,0.99]",
+        *MAIN_JOB,
         "+backbone.model_channels=16",
         "trainer.max_steps=3500",
     ],
     "slct_noot_beta99_nb1": [
-        *SLCT_NOOT,
-        "optimizer.betas=[0.9,0.99]",
+        *MAIN_JOB,
         "+backbone.num_blocks=1",
         "trainer.max_steps=2000",
     ],
@@ -139,23 +138,22 @@ ROWS: dict[str, list[str]] = {
     # more? (ln c = slope ln(N-1) + offset: the offset moves by ln 2 or ln 4; the first stage keeps iCT's c.)
     **{
         f"slct_noot_beta99_c{pct:03d}": [
-            *SLCT_NOOT,
-            "optimizer.betas=[0.9,0.99]",
+            *MAIN_JOB,
             f"method.c.offset={ADAPTIVE_OFFSET + math.log(pct / 100):.6f}",
         ]
         for pct in (50, 25)
     },
     # The low-noise diffusion loss's weight (question 4): cauchy -> cauchy_diff gained ~1 here against the
     # paper's 4; twice the paper's w = 5.
-    "slct_noot_beta99_w10": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "method.diffusion.weight=10"],
+    "slct_noot_beta99_w10": [*MAIN_JOB, "method.diffusion.weight=10"],
     # lr 2e-3 tied at beta2 = 0.999, where RAdam's rectification held the step at 0.05-0.75 of the lr for the
     # whole run; with beta2 = 0.99 the whole lr is applied from step ~500 on, so the lr trend may differ.
-    "slct_noot_beta99_lr2e3": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "optimizer.lr=2e-3"],
+    "slct_noot_beta99_lr2e3": [*MAIN_JOB, "optimizer.lr=2e-3"],
     # How many steps the goal (FID <= 40) takes: the recipe between the main job's 1,500 and 6,000 steps (the
     # curriculum and EMA warm-up stretched with the steps, as for every length), i.e. the step throughput that
     # `make run`'s 10 minutes would need.
     **{
-        f"slct_noot_beta99_{name}": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", f"trainer.max_steps={steps}"]
+        f"slct_noot_beta99_{name}": [*MAIN_JOB, f"trainer.max_steps={steps}"]
         for name, steps in (("2k", 2000), ("2k5", 2500))
     },
     "ilct_2k5": [*ILCT, "trainer.max_steps=2500"],  # the baseline at that length
@@ -173,7 +171,7 @@ ROWS: dict[str, list[str]] = {
     **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "slct_noot", "slct", "edm")},
     **{f"{r}_20k": [f"experiment={r}", "trainer.max_steps=20000"] for r in ("ilct", "slct_noot", "slct", "edm")},
     # Does beta2 = 0.99 still help when a curriculum stage lasts 1,200 steps (question 4 at question 3's length)?
-    "slct_noot_beta99_6k": [*SLCT_NOOT, "optimizer.betas=[0.9,0.99]", "trainer.max_steps=6000"],
+    "slct_noot_beta99_6k": [*MAIN_JOB, "trainer.max_steps=6000"],
 }
 LONG_SUFFIXES = ("_6k", "_20k")
 DEFAULT_ROWS = [r for r in ROWS if not r.endswith(LONG_SUFFIXES)]
@@ -205,6 +203,8 @@ def base_row(row: str) -> str | None:
     return row.removesuffix(suffix) if suffix else None
 
 
+# The variants that change only the step count (not the wall time): compared with iLCT of their own length.
+LENGTH_VARIANTS = ("_2k", "_2k5")
 # Question 4's variants: a row `<base><suffix>` changes one training setting of row `<base>` (the same seeds).
 VARIANT_SUFFIXES = (
     "_b64",
@@ -221,11 +221,8 @@ VARIANT_SUFFIXES = (
     "_c050",
     "_c025",
     "_w10",
-    "_2k",
-    "_2k5",
+    *LENGTH_VARIANTS,
 )
-# The variants that change only the step count (not the wall time): compared with iLCT of their own length.
-LENGTH_VARIANTS = ("_2k", "_2k5")
 
 
 def variant_base(row: str) -> str | None:
