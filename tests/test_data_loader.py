@@ -13,6 +13,7 @@ from lct.data import LatentCodec, LatentDataError, LatentDataModule
 from lct.data.encoding import write_array_root
 from lct.data.loader import StepBatchSampler
 from lct.data.vae import save_tiny_vae
+from lct.train.callbacks import ReleaseProcessGroup
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -159,6 +160,7 @@ def test_lightning_ddp_spawn_sees_every_item_once(tmp_path):
         use_distributed_sampler=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
+        callbacks=[ReleaseProcessGroup()],
     ).fit(_Recorder(tmp_path), dm)
     codec = LatentCodec.from_root(tmp_path / "lat")
     x0 = torch.cat([torch.load(tmp_path / f"r{r}.pt") for r in (0, 1)])

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lct.core.sampling import multistep_sample
 from lct.eval.callback import SampleEvalCallback
 from lct.eval.reference import load_reference
+from lct.train.callbacks import ReleaseProcessGroup
 
 
 class TinyModule(L.LightningModule):
@@ -87,7 +88,7 @@ def test_callback_under_two_process_ddp_matches_one_process(tmp_path):
         trainer = L.Trainer(
             max_steps=2,
             default_root_dir=root,
-            callbacks=[cb],
+            callbacks=[cb, ReleaseProcessGroup()],  # as lct.train's trainer: a clean exit (test_ddp_exit.py)
             logger=False,
             enable_progress_bar=False,
             enable_checkpointing=False,

@@ -16,7 +16,7 @@ from lct.checkpoint import init_from_edm
 from lct.core.edm import preconditioning_gap
 from lct.errors import LctError
 from lct.train import resume
-from lct.train.callbacks import AtomicCheckpointIO
+from lct.train.callbacks import AtomicCheckpointIO, ReleaseProcessGroup
 from lct.train.module import ConsistencyModule
 from lct.train.speed import set_flush_denormal
 from lct.train.validate import validate_config
@@ -76,6 +76,7 @@ def build(cfg: DictConfig, datamodule=None):
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks.append(ReleaseProcessGroup())
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], max_steps=K)
     return module, datamodule, trainer, ckpt
