@@ -456,6 +456,19 @@ def test_dead_blocks_counts_weights_decayed_to_zero_per_block():
     row |= {"dead_share": 0.17, "blocks": blocks, "dead_tensors": {"backbone.dec.0.attn.qkv.weight": 0.667}}
     table = dead_blocks.markdown({"a.ckpt": row})
     assert table[2] == "| `ilct` seed 0, 20,000-step schedule (groupnorm) | 3,500 | 17.0% | `enc.8` | 1 | 1 |"
+    table = dead_blocks.markdown({"a.ckpt": row, "b.ckpt": row | {"weight_decay": 0.0, "step": 1000}})
+    assert table[3].startswith("| `ilct` seed 0, 20,000-step schedule (groupnorm, no weight decay) | 1,000 |")
+
+
+def test_dead_blocks_out_keeps_the_checkpoints_counted_before(tmp_path):
+    out = tmp_path / "dead.json"
+    out.write_text(json.dumps({"old.ckpt": {"step": 1}, "again.ckpt": {"step": 2}}))
+    assert dead_blocks.merged(out, {"again.ckpt": {"step": 3}, "new.ckpt": {"step": 4}}) == {
+        "old.ckpt": {"step": 1},
+        "again.ckpt": {"step": 3},
+        "new.ckpt": {"step": 4},
+    }
+    assert dead_blocks.merged(tmp_path / "none.json", {"a": {}}) == {"a": {}}
 
 
 def test_rerun_is_judged_against_the_rows_published_spread(tmp_path, monkeypatch):

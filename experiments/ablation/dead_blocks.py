@@ -61,13 +61,15 @@ def markdown(report: dict[str, dict]) -> list[str]:
         "with only q and k dead |",
         "|---|---|---|---|---|---|",
     ]
-    for v in sorted(report.values(), key=lambda v: (v["schedule_steps"], v["experiment"], v["seed"], v["step"])):
+    order = lambda v: (v["schedule_steps"], v["experiment"], v.get("weight_decay") == 0, v["seed"], v["step"])  # noqa: E731
+    for v in sorted(report.values(), key=order):
         dead = ", ".join(f"`{b}`" for b, x in v["blocks"].items() if x["dead_share"] >= 0.5) or "—"
         # q and k are two thirds of a fused qkv projection: dead alone, attention is a uniform average of v
         qk = {k.split(".attn")[0] for k, s in v["dead_tensors"].items() if k.endswith("attn.qkv.weight") and s < 0.9}
         scale = v["blocks"].get("dec.0", {}).get("max_norm_scale")
         scale = "1 (frozen)" if v["norm"] == "nsln" else "—" if scale is None else f"{scale:.2g}"
-        run = f"`{v['experiment']}` seed {v['seed']}, {v['schedule_steps']:,}-step schedule ({v['norm']})"
+        setup = v["norm"] + (", no weight decay" if v.get("weight_decay") == 0 else "")
+        run = f"`{v['experiment']}` seed {v['seed']}, {v['schedule_steps']:,}-step schedule ({setup})"
         lines.append(f"| {run} | {v['step']:,} | {v['dead_share']:.1%} | {dead} | {scale} | {len(qk)} |")
     return lines
 
@@ -75,7 +77,7 @@ def markdown(report: dict[str, dict]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("ckpts", nargs="+", help="lct.train checkpoints (the student's weights are read)")
-    ap.add_argument("--out", type=Path, help="write {checkpoint: {step, experiment, blocks}} here as JSON")
+    ap.add_argument("--out", type=Path, help="add {checkpoint: {step, experiment, blocks}} to this JSON")
     args = ap.parse_args()
     from lct.ckpt_io import read_checkpoint_file
 
@@ -90,14 +92,22 @@ def main() -> None:
         cfg = ckpt.get("lct", {}).get("config", {})
         run = {"experiment": cfg.get("experiment_name"), "seed": cfg.get("seed")}
         run |= {"schedule_steps": cfg.get("trainer", {}).get("max_steps"), "norm": cfg.get("backbone", {}).get("norm")}
+        run["weight_decay"] = cfg.get("optimizer", {}).get("weight_decay")
         report[str(path)] = {"step": int(ckpt["global_step"]), **run, "dead_share": round(share, 4)}
         report[str(path)]["blocks"] = blocks
         report[str(path)]["dead_tensors"] = {k: round(d / n, 3) for k, (d, n) in tensors.items() if d / n >= 0.5}
         dead = [b for b, v in blocks.items() if v["dead_share"] >= 0.5]
         print(f"{path}: step {ckpt['global_step']}, {share:.1%} of {total:,} weights dead; blocks >= 50%: {dead}")
-    print("\n".join(markdown(report)))
     if args.out:
+        report = merged(args.out, report)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print("\n".join(markdown(report)))
+
+
+def merged(path: Path, report: dict[str, dict]) -> dict[str, dict]:
+    """`report` added to the checkpoints already in the JSON at `path` (a checkpoint counted again replaces its entry),
+    so the table grows run by run: the checkpoints of earlier sessions are gone."""
+    return (json.loads(path.read_text()) if path.exists() else {}) | report
 
 
 if __name__ == "__main__":

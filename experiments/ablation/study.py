@@ -170,6 +170,17 @@ ROWS: dict[str, list[str]] = {
     # and the issue's 20,000 steps where a GPU is lent (`train` there). Not in the default sweep.
     **{f"{r}_6k": [f"experiment={r}", "trainer.max_steps=6000"] for r in ("ilct", "slct_noot", "slct", "edm")},
     **{f"{r}_20k": [f"experiment={r}", "trainer.max_steps=20000"] for r in ("ilct", "slct_noot", "slct", "edm")},
+    # Dead blocks (README "Dead blocks"): iLCT's GroupNorm scales of the lowest-resolution blocks decay to ~0 by
+    # step 3,500 of this schedule. Without weight decay (torch's RAdam adds it to the gradient before Adam's
+    # normalisation, so at lr 1e-3 it moves a scale with no gradient by up to lr per step), do they live? Every
+    # 1,000-step checkpoint kept for dead_blocks.py.
+    "ilct_wd0_20k": [
+        "experiment=ilct",
+        "trainer.max_steps=20000",
+        "optimizer.weight_decay=0",
+        "callbacks.checkpoint.every_n_train_steps=1000",
+        "callbacks.checkpoint.save_top_k=-1",
+    ],
     # Does beta2 = 0.99 still help when a curriculum stage lasts 1,200 steps (question 4 at question 3's length)?
     "slct_noot_beta99_6k": [*MAIN_JOB, "trainer.max_steps=6000"],
 }
