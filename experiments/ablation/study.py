@@ -163,6 +163,10 @@ ROWS: dict[str, list[str]] = {
     # blocks die (iLCT and EDM by step 3,500 of the 20,000-step schedule); NsLN's scale is frozen at 1 (README,
     # "Dead blocks").
     "ilct_nsln": [*ILCT, "norm=nsln"],
+    # The baseline without weight decay (question 2's fairness check): at scale=cpu's lr 1e-3 the decay kills iLCT's
+    # low-resolution GroupNorm blocks on the 20,000-step schedule and `ilct_wd0_20k` keeps them alive (README "Dead
+    # blocks"); is the 1,500-step baseline held back by it too?
+    "ilct_wd0": [*ILCT, "optimizer.weight_decay=0"],
     "edm": ["experiment=edm", "callbacks.checkpoint.save_top_k=-1"],
     "ilct_init": ["experiment=ilct", "trainer.max_steps=1000"],
     "cauchy_ot_init": ["experiment=cauchy_ot", "trainer.max_steps=1000"],
