@@ -6,7 +6,7 @@ process ("terminate called without an active exception"); spawn then raises Proc
 parent. `--release` has each rank run ReleaseProcessGroup.setup, as lct.train's trainer does, so the group is
 destroyed at exit. Prints and writes a JSON line: aborts out of trials.
 
-    .venv/bin/python benchmarks/ddp_exit.py --trials 60             # without: a third of trials abort
+    .venv/bin/python benchmarks/ddp_exit.py --trials 60             # without: 9 of 60 aborted (benchmarks/README.md)
     .venv/bin/python benchmarks/ddp_exit.py --trials 60 --release   # with
 """
 

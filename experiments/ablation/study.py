@@ -179,7 +179,7 @@ ROWS: dict[str, list[str]] = {
     # normalisation, so at lr 1e-3 it moves a scale with no gradient by up to lr per step), do they live? Every
     # 1,000-step checkpoint kept for dead_blocks.py.
     "ilct_wd0_20k": [
-        "experiment=ilct",
+        *ILCT,
         "trainer.max_steps=20000",
         "optimizer.weight_decay=0",
         "callbacks.checkpoint.every_n_train_steps=1000",

@@ -74,8 +74,9 @@ class ReleaseProcessGroup(Callback):
     """Destroy the default process group when a DDP rank's interpreter exits.
 
     Lightning does this for NCCL only. A gloo group (``trainer=ddp_cpu``) left alive when its process exits
-    aborts that process in about a third of runs ("terminate called without an active exception": its
-    threads outlive the interpreter), and ddp_spawn then reports a finished run as a crashed rank.
+    can abort that process ("terminate called without an active exception": its threads outlive the
+    interpreter; 9 of 60 two-rank runs on a 2-core CPU), and ddp_spawn then reports a finished run as a
+    crashed rank.
     ``benchmarks/ddp_exit.py`` measures the rate with and without this; lct.train always adds it.
     """
 
