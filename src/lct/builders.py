@@ -27,22 +27,38 @@ def kind(cfg) -> str:
     return value
 
 
+def instantiate_part(node, key: str, **kwargs):
+    """hydra's instantiate of the config node at `key`; a failure becomes one LctError naming the key.
+
+    The target's own LctError surfaces as itself; an unimportable target, or a ValueError/TypeError of the
+    target (an unknown argument, a value it refuses), is named with the key and the fix."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, LctError):
+            raise cause from None
+        target = node.get("_target_") if hasattr(node, "get") else None
+        if "Error locating target" in str(err):
+            raise LctError(
+                f"{key}._target_ {target!r} cannot be imported; pick an option of its conf/ group or give an "
+                "importable class"
+            ) from None
+        if isinstance(cause, (ValueError, TypeError)):
+            detail = " ".join(str(cause).split())
+            raise LctError(
+                f"{key} is invalid: {target} refused its settings ({type(cause).__name__}: {detail}); fix or drop "
+                f"the offending {key}.<name>=... on the command line or in the config"
+            ) from None
+        raise
+
+
 def _part(cfg, key: str, **kwargs):
     """Instantiate `method.<key>`; a part's own LctError surfaces as itself (one line naming the key)."""
     node = cfg.method.get(key)
     if node is None or "_target_" not in node:
         raise LctError(f"method.{key} needs a _target_ (choose a conf/ group option); got {node}")
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, LctError):
-            raise err.__cause__ from None
-        if "Error locating target" in str(err):
-            raise LctError(
-                f"method.{key}._target_ {node['_target_']!r} cannot be imported; pick an option of "
-                f"its conf/ group or give an importable class"
-            ) from None
-        raise
+    return instantiate_part(node, f"method.{key}", **kwargs)
 
 
 def build_datamodule(cfg):
@@ -54,7 +70,7 @@ def build_datamodule(cfg):
             "data.root is not set: encode your images with `python -m lct.encode --source <image folder> "
             "--vae <hub id, folder or builtin:mnist> --size <pixels> --out ROOT`, then pass data.root=ROOT"
         )
-    dm = instantiate(cfg.data, sigma_data=noise_levels(cfg).sigma_data, _recursive_=False)
+    dm = instantiate_part(cfg.data, "data", sigma_data=noise_levels(cfg).sigma_data, _recursive_=False)
     dm.prepare_data()
     channels, resolution, _ = dm.latent_shape
     for key, value in (("latent_channels", channels), ("latent_resolution", resolution)):
@@ -65,7 +81,7 @@ def build_datamodule(cfg):
 
 def build_student(cfg) -> ConsistencyFunction | Denoiser:
     """The configured backbone inside the run's preconditioning: f_theta (consistency) or EDM's D_theta."""
-    backbone = instantiate(cfg.backbone, _convert_="all")
+    backbone = instantiate_part(cfg.backbone, "backbone", _convert_="all")
     if kind(cfg) == "diffusion":
         return Denoiser(backbone, noise_levels(cfg).sigma_data)
     return ConsistencyFunction(backbone, noise_levels(cfg))

@@ -46,7 +46,8 @@ class StepBatchSampler(Sampler[list[int]]):
     def __init__(self, num_items: int, global_batch: int, seed: int = 0, rank: int = 0, world: int = 1,
                  start_step: int = 0):
         if global_batch % world:
-            raise ValueError(f"global batch {global_batch} is not divisible by the {world} processes")
+            raise LctError(f"data.batch_size={global_batch} (the global batch) is not divisible by the {world} "
+                           f"processes; set data.batch_size to a multiple of {world}")
         if num_items < global_batch:
             raise LctError(f"dataset has {num_items} items, fewer than one global batch of {global_batch}; set "
                            f"data.batch_size={num_items} or less, or encode more images")

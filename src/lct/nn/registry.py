@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from lct.errors import LctError
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -35,5 +37,8 @@ def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None
 def build_backbone(name: str, **overrides) -> nn.Module:
     """Instantiate a registered backbone, e.g. build_backbone('dit_B_2', in_channels=4, resolution=32)."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(sorted(BACKBONES))}")
+        raise LctError(
+            f"backbone.name={name!r} is not a registered backbone; choose one of {', '.join(sorted(BACKBONES))} "
+            "(backbone=<name> picks its conf/backbone/ config)"
+        )
     return BACKBONES[name](**overrides)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import typing
 from numbers import Real
 
+from lightning.fabric.connector import _PRECISION_INPUT
 from omegaconf import DictConfig, OmegaConf
 
 from lct.core.sampling import KINDS
 from lct.errors import LctError
 
 RESUME_CHANGES = ("refuse", "allow")
+# Every spelling Lightning's Trainer accepts for `precision` (ints, "32-true", aliases such as "bf16").
+PRECISIONS = tuple(v for group in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(group))
 
 
 def _get(cfg: DictConfig, key: str):
@@ -24,20 +29,22 @@ def _is_number(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _bad(key: str, value, want: str) -> LctError:
+    return LctError(
+        f"{key}={value!r} is invalid: it must be {want}; set `{key}=...` on the command line or in the config"
+    )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise LctError naming the key, its value and the fix for the first invalid setting."""
-
-    def bad(key: str, value, want: str) -> LctError:
-        return LctError(
-            f"{key}={value!r} is invalid: it must be {want}; set `{key}=...` on the command line or in the config"
-        )
+    bad = _bad
 
     batch = _get(cfg, "data.batch_size")
     if not _is_int(batch) or batch <= 0:
         raise bad("data.batch_size", batch, "a positive integer (the global batch)")
     max_steps = _get(cfg, "trainer.max_steps")
-    if max_steps is not None and not _is_int(max_steps):
-        raise bad("trainer.max_steps", max_steps, "an integer number of steps (-1 or null: use data.epochs)")
+    if max_steps is not None and (not _is_int(max_steps) or (max_steps <= 0 and max_steps != -1)):
+        raise bad("trainer.max_steps", max_steps, "a positive number of steps (-1 or null: from data.epochs)")
     for key in ("log_every", "max_nonfinite"):
         value = _get(cfg, key)
         if value is not None and (not _is_int(value) or value <= 0):
@@ -74,3 +81,59 @@ def validate_config(cfg: DictConfig) -> None:
     changes = _get(cfg, "resume_changes")
     if changes not in RESUME_CHANGES:
         raise bad("resume_changes", changes, " or ".join(RESUME_CHANGES))
+    validate_trainer(cfg)
+
+
+def validate_trainer(cfg: DictConfig) -> None:
+    """The optimizer, precision, checkpoint period and DDP split: what Torch and Lightning would otherwise
+    refuse only after the model is built (or the ranks have spawned), with a traceback."""
+    lr, decay = _get(cfg, "optimizer.lr"), _get(cfg, "optimizer.weight_decay")
+    if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
+        raise _bad("optimizer.lr", lr, "a finite number > 0 (the paper: 1e-4)")
+    if decay is not None and (not _is_number(decay) or not math.isfinite(decay) or decay < 0):
+        raise _bad("optimizer.weight_decay", decay, "a finite number >= 0")
+    precision = _get(cfg, "trainer.precision")
+    if precision is not None and precision not in PRECISIONS:
+        raise _bad(
+            "trainer.precision", precision, "one of Lightning's " + ", ".join(dict.fromkeys(map(str, PRECISIONS)))
+        )
+    for name, node in (_get(cfg, "callbacks") or {}).items():
+        for key in ("every_n_train_steps", "every_n_steps"):
+            value = node.get(key) if isinstance(node, DictConfig) else None
+            if value is not None and (not _is_int(value) or value < (0 if key == "every_n_train_steps" else 1)):
+                want = (
+                    "an integer >= 0 (0 or null: no step-based checkpoints)"
+                    if key == "every_n_train_steps"
+                    else "a positive integer"
+                )
+                raise _bad(f"callbacks.{name}.{key}", value, want)
+    _validate_world_split(cfg)
+
+
+def world_size(cfg: DictConfig) -> int | None:
+    """devices x num_nodes of the trainer config, None where Lightning decides at launch (devices=auto)."""
+    devices, nodes = _get(cfg, "trainer.devices"), _get(cfg, "trainer.num_nodes") or 1
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        devices = len([d for d in devices.split(",") if d.strip()])
+    if not _is_int(devices) and devices is not None and not isinstance(devices, str):
+        devices = len(devices)  # a list of device indices
+    if devices == -1 and _get(cfg, "trainer.accelerator") in ("gpu", "cuda"):
+        import torch
+
+        devices = torch.cuda.device_count()
+    if not _is_int(devices) or devices < 1 or not _is_int(nodes):
+        return None
+    return devices * nodes
+
+
+def _validate_world_split(cfg: DictConfig) -> None:
+    """The global batch is split evenly over devices x num_nodes processes: checked before any rank spawns."""
+    world, batch = world_size(cfg), _get(cfg, "data.batch_size")
+    if world and world > 1 and batch % world:
+        raise LctError(
+            f"data.batch_size={batch} (the global batch) does not split evenly over the {world} processes "
+            f"(trainer.devices x trainer.num_nodes); set data.batch_size to a multiple of {world}, e.g. "
+            f"data.batch_size={max(world, batch // world * world)}"
+        )
