@@ -30,7 +30,6 @@ from lct.eval.protocol import (
     authors_sample_count,
     builtin_real_images,
     file_fingerprint,
-    load_images,
     sample_features,
     score,
 )
@@ -39,6 +38,7 @@ from lct.eval.reference import (
     extract_features,
     load_or_compute_reference,
     make_provenance,
+    read_reference_images,
     tensor_batches,
 )
 from lct.eval.sampling import generate
@@ -77,6 +77,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--reference-images",
         default=None,
         help="real images (folder, .npz, .npy, .pt); default: decode the checkpoint's training latents",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="the training latents (the lct.encode --out) when the checkpoint's data.root is not found from here",
     )
     p.add_argument("--num-reference", type=int, default=50_000, help="at most this many real images")
     p.add_argument("--on-stale", choices=("recompute", "error"), default="recompute")
@@ -119,13 +124,13 @@ def build_reference(args, bundle, metrics: GenerativeMetrics):
     extractor, progress = metrics.extractor, not args.no_progress
     if args.reference_images:
         dataset, source = f"images:{Path(args.reference_images).resolve()}", "images"
-        batches = lambda: tensor_batches(load_images(args.reference_images), args.batch_size)  # noqa: E731
+        batches = lambda: tensor_batches(read_reference_images(args.reference_images), args.batch_size)  # noqa: E731
     elif authors:  # the authors score against the real images, not their VAE reconstructions
         dataset, images = builtin_real_images((getattr(bundle, "cfg", None) or {}).get("data"))
         source = "images"
         batches = lambda: tensor_batches(images, args.batch_size)  # noqa: E731
     else:
-        dm = _datamodule(bundle)
+        dm = _datamodule(bundle, args.checkpoint, args.data_root)
         dataset, source = (
             f"{type(dm).__name__}:{getattr(dm, 'builtin', None) or getattr(dm, 'root', None)}",
             "decoded_latents",
@@ -136,13 +141,16 @@ def build_reference(args, bundle, metrics: GenerativeMetrics):
     return load_or_compute_reference(path, expected, compute, args.on_stale)
 
 
-def _datamodule(bundle):
+def _datamodule(bundle, checkpoint, data_root=None):
     """The training datamodule described by the checkpoint's config (its latents are the real data)."""
     cfg = getattr(bundle, "cfg", None)
     if cfg is None or "data" not in cfg:
-        raise ValueError("the checkpoint carries no data config; pass --reference-images or a --reference cache")
+        raise LctError("the checkpoint carries no data config; pass --reference-images or a --reference cache")
     from lct.builders import build_datamodule
+    from lct.data.roots import find_data_root
 
+    if cfg.data.get("root") is not None or data_root:
+        cfg.data.root = str(find_data_root(cfg, checkpoint, data_root))
     dm = build_datamodule(cfg)
     dm.setup("fit")
     return dm

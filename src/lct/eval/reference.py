@@ -9,11 +9,14 @@ the caller expects is recomputed (or, with on_mismatch="error", refused) — nev
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from lct.errors import LctError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ CACHE_FORMAT = 1
 PROVENANCE_KEYS = ("format", "dataset", "source", "requested", "extractor", "resize")
 
 
-class StaleReferenceError(RuntimeError):
+class StaleReferenceError(LctError, RuntimeError):
     """A reference cache exists but was computed from something else."""
 
 
@@ -80,8 +83,17 @@ def save_reference(path: str | Path, ref: ReferenceStats) -> None:
 
 
 def load_reference(path: str | Path) -> ReferenceStats:
-    d = torch.load(path, map_location="cpu", weights_only=True)
-    return ReferenceStats(d["features"], d["mu"], d["sigma"], dict(d["provenance"]))
+    """A cache written by save_reference; tensors only are unpickled (a crafted file runs no code)."""
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        return ReferenceStats(d["features"], d["mu"], d["sigma"], dict(d["provenance"]))
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise LctError(
+            f"{path} is not a reference statistics cache written by lct ({type(err).__name__}: {detail}); "
+            "lct loads tensors only and ran nothing from it. Pass another --reference path, or delete the file "
+            "if it is yours to recompute it"
+        ) from None
 
 
 def load_or_compute_reference(
@@ -155,3 +167,18 @@ def decoded_batches(latent_batches: Iterable, codec, device: torch.device | str 
 def tensor_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches of an in-memory image tensor (B, C, H, W), uint8 or float in [-1, 1]."""
     yield from images.split(batch_size)
+
+
+def read_reference_images(path) -> torch.Tensor:
+    """--reference-images through lct.eval.protocol.load_images; an unreadable or crafted file is one line."""
+    from .protocol import load_images
+
+    try:
+        return load_images(path)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, ValueError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise LctError(
+            f"--reference-images {path} cannot be read as images ({type(err).__name__}: {detail}); nothing in it "
+            "was run (arrays and tensors only are loaded). Pass a folder of PNG/JPG, or an .npz/.npy/.pt of "
+            "uint8 or [-1, 1] images"
+        ) from None
