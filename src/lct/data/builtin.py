@@ -1,12 +1,17 @@
 """Built-in latent datasets that work offline from a fresh clone: encoded on first use, then cached."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 from lct.data.encoding import EncodeOptions, encode_latents
+from lct.data.scan import SCAN
 from lct.data.shards import MEAN, METADATA, STD, LatentDataError, read_metadata
 from lct.errors import LctError
 
@@ -19,14 +24,37 @@ BUILTIN_DATASETS = {
 }
 # Written into a root before lct encodes a built-in there: only a root carrying it is lct's to rebuild.
 MARKER = ".lct-builtin.json"
+LEGACY_LOCK = ".lock"
 
 
 def _clear(root: Path) -> None:
     """Remove only the files an encode run writes, in a root that carries lct's built-in MARKER."""
-    for name in (METADATA, MEAN, STD):
+    for name in (METADATA, MEAN, STD, SCAN):
         (root / name).unlink(missing_ok=True)
     for shard in (root / "shards").glob("*.npy"):
         shard.unlink()
+
+
+@contextlib.contextmanager
+def root_lock(root: Path):
+    """An exclusive lock on `root` that leaves no file in it: flock on the directory itself (or, where the
+    file system refuses that, on a lock file named after the root in the temporary directory)."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        fd = os.open(Path(tempfile.gettempdir()) / f"lct-builtin-{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            raise
+    try:
+        yield
+    finally:
+        os.close(fd)   # releases the lock
 
 
 def ensure_builtin(root: str | Path, name: str) -> dict:
@@ -37,10 +65,12 @@ def ensure_builtin(root: str | Path, name: str) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     opts = EncodeOptions(out=str(root), workers=1, command=f"LatentDataModule(builtin={name!r}).prepare_data()",
                          **BUILTIN_DATASETS[name])
-    # A lock file keeps two processes (a multirun, parallel tests) from encoding into one cache at once.
-    with open(root / ".lock", "a") as lock:     # "a": never truncates a file of that name
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Keeps two processes (a multirun, parallel tests) from encoding into one cache at once; the root may be
+    # a user's folder given by mistake, so the lock writes nothing there.
+    with root_lock(root):
         marker = root / MARKER
+        if marker.exists():   # the lock file older versions left in lct's own cache
+            (root / LEGACY_LOCK).unlink(missing_ok=True)
         if not (root / METADATA).exists() and not marker.exists():
             marker.write_text(json.dumps({"builtin": name, "written_by": "lct.data.builtin"}) + "\n")
         try:

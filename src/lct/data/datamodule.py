@@ -13,6 +13,7 @@ from lct.core.noise_levels import NoiseLevels
 from lct.data.builtin import ensure_builtin
 from lct.data.codec import LatentCodec
 from lct.data.loader import LatentBatchDataset, step_loader
+from lct.data.scan import check_nonfinite, finite_indices
 from lct.data.shards import METADATA, LatentDataError, LatentShards, load_stats, read_metadata
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,12 @@ class LatentDataModule(L.LightningDataModule):
     def __init__(self, root: str, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  seed: int = 0, builtin: str | None = None, latent_channels: int | None = None,
                  latent_resolution: int | None = None, persistent_workers: bool = True, vae: str | None = None, epochs: int | None = None,
-                 name: str | None = None, sigma_data: float = NoiseLevels.sigma_data):
+                 name: str | None = None, sigma_data: float = NoiseLevels.sigma_data,
+                 skip_nonfinite: bool = False):
         """`epochs` and `name` are read by the trainer config; they are accepted here so that the
         whole `data` group can be instantiated. `vae` overrides the VAE path recorded in metadata;
-        `sigma_data` comes from the run's method.sigma.data."""
+        `sigma_data` comes from the run's method.sigma.data; `skip_nonfinite` leaves NaN/inf latents
+        out of sampling instead of refusing the root (lct.data.scan)."""
         super().__init__()
         self.root = resolve_root(root)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
@@ -48,21 +51,34 @@ class LatentDataModule(L.LightningDataModule):
         self.persistent_workers, self.vae_override = persistent_workers, vae
         self.latent_channels, self.latent_resolution = latent_channels, latent_resolution
         self.epochs, self.name, self.sigma_data = epochs, name, float(sigma_data)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.nonfinite: dict[str, list[int]] | None = None   # {shard file: rows}, from the scan
         self.codec: LatentCodec | None = None
         self.dataset: LatentBatchDataset | None = None
 
     def prepare_data(self) -> None:
-        """Build a built-in's latents on first use; fail early on a missing root or a latent shape that
-        disagrees with the config."""
-        self._check_shape(ensure_builtin(self.root, self.builtin) if self.builtin else read_metadata(self.root))
+        """Build a built-in's latents on first use; fail early on a missing root, a latent shape that
+        disagrees with the config, or non-finite latents (unless data.skip_nonfinite)."""
+        meta = ensure_builtin(self.root, self.builtin) if self.builtin else read_metadata(self.root)
+        self._check_shape(meta)
+        self._scan(meta)
+
+    def _scan(self, meta: dict) -> dict[str, list[int]]:
+        """The root's non-finite rows, scanned once per module (and cached on disk per shard)."""
+        if self.nonfinite is None:
+            self.nonfinite = check_nonfinite(self.root, meta, self.skip_nonfinite)
+        return self.nonfinite
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
         meta = read_metadata(self.root)
         self._check_shape(meta)
+        bad = self._scan(meta)
         mean, std = load_stats(self.root, meta)
-        self.dataset = LatentBatchDataset(LatentShards(self.root, meta), mean, std, self.sigma_data)
+        shards = LatentShards(self.root, meta)
+        keep = finite_indices(shards.offsets, meta, bad)
+        self.dataset = LatentBatchDataset(shards, mean, std, self.sigma_data, keep)
         self.codec = LatentCodec(mean, std, self.vae_override or meta["vae"]["ref"],
                                  meta["vae"]["weights_fingerprint"], meta["image"]["channels"],
                                  meta["image"]["size"], sigma_data=self.sigma_data)
@@ -90,7 +106,9 @@ class LatentDataModule(L.LightningDataModule):
 
     @property
     def num_items(self) -> int:
-        return int(read_metadata(self.root)["count"])
+        """Latents that training samples: the root's count less any left out by data.skip_nonfinite."""
+        skipped = sum(len(rows) for rows in (self.nonfinite or {}).values())
+        return int(read_metadata(self.root)["count"]) - skipped
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

@@ -18,20 +18,25 @@ from lct.errors import LctError
 
 
 class LatentBatchDataset(Dataset):
-    """dataset[index_array] -> normalized x0 batch (B, C, H, W) float32: x0 = sigma_data (z - mu) / s."""
+    """dataset[index_array] -> normalized x0 batch (B, C, H, W) float32: x0 = sigma_data (z - mu) / s.
 
-    def __init__(self, shards: LatentShards, mean: np.ndarray, std: np.ndarray, sigma_data: float):
-        self.shards = shards
+    `keep` (sorted global indices) restricts the dataset to those latents: index i reads latent keep[i]."""
+
+    def __init__(self, shards: LatentShards, mean: np.ndarray, std: np.ndarray, sigma_data: float,
+                 keep: np.ndarray | None = None):
+        self.shards, self.keep = shards, keep
         self.mean = np.ascontiguousarray(mean, dtype=np.float32)
         self.scale = np.ascontiguousarray(sigma_data / std, dtype=np.float32)
 
     def __len__(self) -> int:
-        return len(self.shards)
+        return len(self.shards) if self.keep is None else len(self.keep)
 
     def __getitem__(self, indices) -> torch.Tensor:
         # Read in sorted order (the memmap front to back), hand rows back in the sampler's order: a
         # rank's rows must be its chunk of the global batch, in order (DDP == single process).
         indices = np.asarray(indices, dtype=np.int64)
+        if self.keep is not None:
+            indices = self.keep[indices]   # monotone: the sorted read order below is unchanged
         order = np.argsort(indices, kind="stable")
         z = np.empty((len(indices), *self.shards.shape), dtype=np.float32)
         z[order] = self.shards.gather(indices[order])
