@@ -12,7 +12,15 @@ from train_utils import compose_cfg
 import lct.evaluate as evaluate_cli
 from lct.digit_classifier import mnist_labelled_split
 from lct.errors import LctError
-from lct.eval.digits import DigitScorer, classifier_path, coverage, frechet_distance, gaussian_stats, legibility
+from lct.eval.digits import (
+    DigitScorer,
+    classifier_path,
+    coverage,
+    frechet_distance,
+    gaussian_stats,
+    legibility,
+    legible_balanced,
+)
 
 
 def _random_spd(d, seed):
@@ -55,6 +63,20 @@ def test_coverage_is_normalised_label_entropy():
     assert coverage(one_hot[[0, 0, 1, 1]]) == pytest.approx(math.log(2) / math.log(10))
 
 
+def test_a_collapsed_model_cannot_score_well_on_balanced_legibility():
+    # Issue 39's step-1 run: every sample the same confident 9 is 100% legible at coverage 0.
+    collapsed = torch.eye(10)[[9] * 64] * 0.95 + 0.005
+    assert legibility(collapsed) == 1.0 and coverage(collapsed) == pytest.approx(0.0)
+    assert legible_balanced(collapsed) == pytest.approx(0.1)  # one digit's even share at most
+    even = torch.eye(10)[list(range(10)) * 5] * 0.95 + 0.005
+    assert legible_balanced(even) == pytest.approx(1.0)
+    two = torch.eye(10)[[0, 1] * 20] * 0.95 + 0.005  # two digits, all legible: two shares of 0.1
+    assert legible_balanced(two) == pytest.approx(0.2)
+    blurred = even.clone()
+    blurred[:25] = 0.1  # half the samples illegible
+    assert legible_balanced(blurred) == pytest.approx(legibility(blurred)) == pytest.approx(0.5)
+
+
 @pytest.fixture(scope="module")
 def heldout():
     _, _, images, labels = mnist_labelled_split(500, 0)
@@ -76,6 +98,7 @@ def test_real_digits_score_near_the_reference_and_noise_far(heldout):
     real = scorer.score(heldout[0].split(100))
     noise = scorer.score([torch.rand(300, 1, 32, 32) * 2 - 1])
     assert real["num_samples"] == 300 and real["legible"] > 0.9 and real["coverage"] > 0.95
+    assert 0.85 < real["legible_balanced"] <= real["legible"]
     assert noise["fid"] > 10 * real["fid"]
     with pytest.raises(LctError, match="1x32x32"):
         scorer.features_and_probs(torch.zeros(2, 3, 32, 32))
@@ -110,12 +133,15 @@ def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(
     assert cb._last_step == 3  # step 2 in the loop, step 3 at the end
     logged = {}
     for nfe in (1, 2):
-        logged[nfe] = [float(trainer.callback_metrics[f"digits/{k}_{nfe}nfe"]) for k in ("fid", "legible", "coverage")]
-        fid, legible, cover = logged[nfe]
-        assert fid > 0 and 0 <= legible <= 1 and 0 <= cover <= 1
+        keys = ("fid", "legible_balanced", "legible", "coverage")
+        logged[nfe] = [float(trainer.callback_metrics[f"digits/{k}_{nfe}nfe"]) for k in keys]
+        fid, balanced, legible, cover = logged[nfe]
+        assert fid > 0 and 0 <= balanced <= legible <= 1 and 0 <= cover <= 1
     # The console says it too, each pass: the values that went to the loggers.
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("step 3, digit metrics"))
-    assert f"1 NFE FID {logged[1][0]:.1f}, legible {logged[1][1]:.0%}" in line and "; 2 NFE FID" in line
+    fid, balanced, legible, cover = logged[1]
+    shown = f"1 NFE FID {fid:.1f}, balanced legible {balanced:.0%} (legible {legible:.0%} at coverage {cover:.2f})"
+    assert shown in line and "; 2 NFE FID" in line
     # lct.evaluate --metrics digit on the final checkpoint: the same seeds and EMA, the same 1-NFE numbers.
     report = evaluate_cli.main(
         [
@@ -135,8 +161,9 @@ def test_callback_logs_digit_metrics_in_a_tiny_mnist_run_and_evaluate_scores_it(
     )
     assert report["results"] == {} and set(report["digits"]) == {"1nfe", "2nfe"}
     one = report["digits"]["1nfe"]
-    assert [one["fid"], one["legible"], one["coverage"]] == pytest.approx(logged[1], rel=1e-4)
-    assert "digit FID" in (tmp_path / "eval" / "results.md").read_text()
+    assert [one["fid"], one["legible_balanced"], one["legible"], one["coverage"]] == pytest.approx(logged[1], rel=1e-4)
+    row = (tmp_path / "eval" / "results.md").read_text()
+    assert f"balanced legible {one['legible_balanced']:.3f} (legible {one['legible']:.3f} at coverage" in row
     # --search under --metrics digit alone sweeps sigma_mid by the digit FID (no Inception needed); the point at
     # the checkpoint's own index reproduces the plain 2-NFE score of the same seeds.
     common = ["--metrics", "digit", "--num-samples", "8", "--batch-size", "4", "--device", "cpu", "--no-progress"]

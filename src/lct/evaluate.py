@@ -157,12 +157,16 @@ def _datamodule(bundle, checkpoint, data_root=None):
 
 
 def _row(name: str, num_samples: int, results: dict, digits: dict) -> str:
-    """One markdown table row: checkpoint | N | FID/KID/P/R per NFE | digit FID/legible/coverage per NFE."""
+    """One markdown table row: checkpoint | N | FID/KID/P/R per NFE | digit FID/balanced legible (legible at
+    coverage) per NFE."""
     cells = [name, str(num_samples)]
     for tag, r in results.items():
         cells.append(f"{tag}: FID {r['fid']:.2f}, KID {r['kid']:.4f}, P {r['precision']:.3f}, R {r['recall']:.3f}")
     for tag, r in digits.items():
-        cells.append(f"{tag}: digit FID {r['fid']:.3f}, legible {r['legible']:.3f}, coverage {r['coverage']:.3f}")
+        cells.append(
+            f"{tag}: digit FID {r['fid']:.3f}, balanced legible {r['legible_balanced']:.3f} (legible "
+            f"{r['legible']:.3f} at coverage {r['coverage']:.3f})"
+        )
     return "| " + " | ".join(cells) + " |"
 
 

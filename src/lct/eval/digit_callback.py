@@ -1,5 +1,6 @@
-"""In-loop digit metrics for the built-in MNIST: every k steps and at the end, `digits/{fid,legible,coverage}_{n}nfe`
-on fixed-seed EMA samples, scored by the shipped digit classifier (lct.eval.digits).
+"""In-loop digit metrics for the built-in MNIST: every k steps and at the end,
+`digits/{fid,legible_balanced,legible,coverage}_{n}nfe` on fixed-seed EMA samples, scored by the shipped digit
+classifier (lct.eval.digits; legibility is shown only beside coverage and the balanced score that needs both).
 
 Seconds per pass on a CPU, so FID-vs-step curves come with every run; Inception FID (callbacks=eval,
 lct.evaluate) stays the reported standard. Rank 0 samples and scores; the numbers are broadcast so every
@@ -22,6 +23,8 @@ from .digits import DigitScorer
 from .sampling import generate
 
 log = logging.getLogger(__name__)
+# Logged per NFE, in the order the log line prints them (legibility always beside coverage).
+KEYS = ("fid", "legible_balanced", "legible", "coverage")
 
 
 def sample_images(
@@ -45,7 +48,8 @@ def sample_images(
 
 
 class DigitMetricCallback(PeriodicSamplingCallback):
-    """Logs the digit FID, legibility and coverage of `num_samples` EMA samples at each NFE (data=mnist only).
+    """Logs the digit FID, balanced legibility, legibility and coverage of `num_samples` EMA samples at each NFE
+    (data=mnist only).
 
     nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
     evaluations for an EDM run); the keys name the NFE actually spent."""
@@ -106,7 +110,7 @@ class DigitMetricCallback(PeriodicSamplingCallback):
                     self.kind,
                 )
             )
-            for key in ("fid", "legible", "coverage"):
+            for key in KEYS:
                 results[f"digits/{key}_{nfe}nfe"] = scores[key]
         return results
 
@@ -122,8 +126,8 @@ class DigitMetricCallback(PeriodicSamplingCallback):
                 trainer.global_step,
                 self.num_samples,
                 "; ".join(
-                    "{} NFE FID {:.1f}, legible {:.0%}, coverage {:.2f}".format(
-                        n, *(results[f"digits/{key}_{n}nfe"] for key in ("fid", "legible", "coverage"))
+                    "{} NFE FID {:.1f}, balanced legible {:.0%} (legible {:.0%} at coverage {:.2f})".format(
+                        n, *(results[f"digits/{key}_{n}nfe"] for key in KEYS)
                     )
                     for n in self.nfe
                 ),

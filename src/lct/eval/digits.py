@@ -5,6 +5,12 @@ The classifier (`python -m lct.digit_classifier`, shipped in src/lct/assets/digi
 milliseconds per batch on a CPU, so these run inside training; Inception FID stays the reported standard.
 The reference statistics are those of the 500 held-out real digits, computed once and shipped beside the
 weights.
+
+Legibility alone can praise a collapsed model (every sample the same crisp 9 is 100% legible, coverage 0),
+so it is never reported alone: `legible_balanced` counts a legible sample only up to its class's even
+share (N/10 per digit), which needs both legibility and coverage (one class at most 0.1, an even legible
+set 1.0), and every log line and table prints legibility beside coverage. `legible` and `coverage` keep
+their meaning (logged as `digits/legible_*`, `digits/coverage_*`).
 """
 
 from __future__ import annotations
@@ -67,6 +73,14 @@ def legibility(probs: torch.Tensor, threshold: float = LEGIBLE_PROBABILITY) -> f
     return (probs.max(1).values >= threshold).double().mean().item()
 
 
+def legible_balanced(probs: torch.Tensor, threshold: float = LEGIBLE_PROBABILITY) -> float:
+    """Fraction of samples legible and within their predicted class's even share: sum over classes of
+    min(legible in class, N / 10) / N. One digit alone scores at most 0.1, however legible."""
+    legible = probs.max(1).values >= threshold
+    per_class = torch.bincount(probs.argmax(1)[legible], minlength=NUM_CLASSES).double()
+    return float(per_class.clamp(max=len(probs) / NUM_CLASSES).sum() / len(probs))
+
+
 def coverage(probs: torch.Tensor) -> float:
     """Entropy of the predicted-label histogram / ln 10: 1 when every digit is predicted equally often."""
     counts = torch.bincount(probs.argmax(1), minlength=NUM_CLASSES).double()
@@ -97,7 +111,7 @@ class DigitScorer:
         return feats.cpu(), self.net.head(feats).softmax(1).cpu()
 
     def score(self, image_batches: Iterable[torch.Tensor]) -> dict[str, float]:
-        """{fid, legible, coverage, num_samples} of all images in the batches."""
+        """{fid, legible_balanced, legible, coverage, num_samples} of all images in the batches."""
         feats, probs = zip(*(self.features_and_probs(b) for b in image_batches))
         feats, probs = torch.cat(feats), torch.cat(probs)
         if len(feats) < 2:
@@ -105,6 +119,7 @@ class DigitScorer:
         mu, sigma = gaussian_stats(feats)
         return {
             "fid": frechet_distance(mu, sigma, self.mu, self.sigma),
+            "legible_balanced": legible_balanced(probs),
             "legible": legibility(probs),
             "coverage": coverage(probs),
             "num_samples": len(feats),
