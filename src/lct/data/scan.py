@@ -60,7 +60,7 @@ def _read_cache(path: Path, root: Path) -> dict | None:
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}   # a cut-off cache of ours (or unreadable): rescan
+        return None   # ours are written whole (os.replace): this file is someone else's
     if not isinstance(cache, dict) or cache.get("format") != FORMAT:
         return None
     return (cache.get("shards") or {}) if cache.get("root") == str(root.resolve()) else {}
