@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 # 1.5x faster than OMP_WAIT_POLICY=PASSIVE, which pays only when other jobs share the cores (the tests
 # and CI set it; benchmarks/README.md "OpenMP wait policy").
 
-.PHONY: install run test test-slow lint bench study study-report clean
+.PHONY: install run test test-slow lint bench ablation-report clean
 
 install: $(VENV)/.installed
 
@@ -46,14 +46,28 @@ bench: install
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_train.py
 
-# The ablation study (experiments/ablation/README.md): trains and scores every row x seed missing from
-# experiments/ablation/results.json (hours on a CPU), then regenerates its tables and plots.
-study: install
-	$(BIN)/python experiments/ablation/study.py run
-	$(BIN)/python experiments/ablation/study.py report
-
-study-report: install          # the tables and plots from results.json alone (seconds)
-	$(BIN)/python experiments/ablation/study.py report
+# The ablation study's tables and plots (experiments/ablation/README.md), regenerated from its committed run records
+# by lct.report, one report per question (seconds), pasted into its README. The sweeps: experiments/ablation/sweeps.sh.
+ABL      := experiments/ablation
+ABL_FID  := inception_1000/fid_1nfe,inception_1000/fid_2nfe
+ABL_REST := inception_1000/precision_1nfe,inception_1000/recall_1nfe,digits_1000/fid_1nfe,digits_online_1000/fid_1nfe,digits_1000/legible_1nfe
+ABL_REPORT = $(BIN)/python -m lct.report --metric $(ABL_FID),$(1),$(ABL_REST),digits/fid_1nfe --out $(ABL)/report/$(2) \
+	$(addprefix $(ABL)/records/,$(3)) > /dev/null
+ablation-report: install
+	$(call ABL_REPORT,inception_1000/fid_35nfe,chain,ilct cauchy cauchy_diff cauchy_ot cauchy_ot_c slct slct_noot \
+		cauchy_ot_block4 edm ilct_init cauchy_ot_init)
+	$(call ABL_REPORT,train/loss,c,cauchy_ot cauchy_ot_c cauchy_ot_cfit cauchy_ot_conline cauchy_diff cauchy_diff_c \
+		ilct ilct_nsln ilct_wd0)
+	$(call ABL_REPORT,inception_1000/fid_35nfe,length,ilct_6k slct_noot_6k slct_6k edm_6k slct_noot_beta99_6k \
+		ilct_20k slct_noot_20k slct_20k edm_20k ilct_wd0_20k)
+	$(call ABL_REPORT,train/loss,recipe,ilct ilct_beta99 slct_noot slct_noot_beta99 slct slct_beta99 cauchy_ot \
+		cauchy_ot_beta99 slct_noot_beta95 ilct_lr2e3 slct_noot_lr2e3 ilct_b64 slct_noot_b64 slct_noot_cool \
+		slct_noot_ema $(patsubst $(ABL)/records/%,%,$(filter-out %_6k,$(wildcard $(ABL)/records/slct_noot_beta99_*))) ilct_2k5)
+	$(BIN)/python -m lct.report --metric inception_1000/fid_1nfe --out $(ABL)/report/reruns $(ABL)/reruns > /dev/null
+	@# each report.md into the README's Results, between its <!-- report/<q>/report.md --> and <!-- end --> lines
+	$(BIN)/python -c "import pathlib, re; p = pathlib.Path('$(ABL)/README.md'); \
+	put = lambda m: m.group(1) + '\n' + pathlib.Path('$(ABL)', m.group(2)).read_text() + m.group(3); \
+	p.write_text(re.sub(r'(<!-- (report/\S+) -->)\n.*?(<!-- end -->)', put, p.read_text(), flags=re.S))"
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -99,8 +99,9 @@ def test_unfinished_and_failed_runs_are_listed_apart(tmp_path, monkeypatch):
     text = report.main([str(s)])
     assert table(text)[0]["n"] == "2" and table(text)[0]["inception_1000/fid_1nfe"] == "52.0 ± 2.8"  # not averaged in
     apart = text.split("Unfinished or failed (not averaged):")[1]
-    assert f"| {s / '4'} | failed | 3/30 | LctError: bad data |" in apart
-    assert f"| {s / '5'} | running | 10/30 | — |" in apart
+    assert "| run dir | status | steps | train/loss | error |" in apart  # the first metric column, unaveraged
+    assert f"| {s / '4'} | failed | 3/30 | 1.00 | LctError: bad data |" in apart
+    assert f"| {s / '5'} | running | 10/30 | 1.00 | — |" in apart
 
 
 def test_by_groups_by_the_named_keys_and_flags_what_it_merges(tmp_path, capsys):
@@ -179,3 +180,9 @@ def test_committed_records_regenerate_the_readme_numbers():
     fid = {r["experiment"]: r["inception_1000/fid_1nfe"] for r in rows}
     assert fid == {"slct": "44.5 ± 0.4", "ilct": "57.9 ± 0.4"}
     assert [r["n"] for r in rows] == ["3", "3"]
+    rows = table(report.main([str(RECORDS / name) for name in ("slct_20k", "slct_noot_20k", "ilct_20k")]))
+    assert [(r["folder"], r["n"], r["inception_1000/fid_1nfe"]) for r in rows] == [
+        ("slct_20k", "1", "28.2"),
+        ("slct_noot_20k", "1", "30.5"),
+        ("ilct_20k", "1", "34.9"),
+    ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ DASH = "—"  # a field a record lacks (another machine, an older lct)
 EVAL_PREFIXES = ("fid_", "precision_", "recall_")  # the `eval` scores tabulated by default (KID etc.: --metric)
 PLOT_DEFAULTS = ("digits/fid_1nfe", "train/loss")  # the first one the runs logged is plotted without --metric
 ORDER_FIRST = ("experiment", "data", "backbone", "norm", "metric", "c_schedule", "diffusion", "coupling")
+ORDER_LAST = ("overrides",)
 
 
 def load_runs(dirs: list[str]) -> list[dict]:
@@ -49,14 +51,18 @@ def is_path(value) -> bool:
     return isinstance(value, str) and value.strip("'\"").startswith("/")
 
 
-def run_keys(run: dict) -> dict:
-    """What a run may be grouped by: its choices and its non-seed, non-path overrides, as {key: value}."""
+def run_keys(run: dict, joined: bool = False) -> dict:
+    """What a run may be grouped by: its choices and its non-seed, non-path overrides as {key: value};
+    `joined`: the overrides as one "overrides" entry (the default grouping's single column for them)."""
     keys = {k: str(v) if v is not None else "null" for k, v in (run["choices"] or {}).items()}
+    extra = {}
     for o in run["overrides"] or []:
         key, _, value = o.partition("=")
         if override_key(o) not in ("seed", "hydra.run.dir") and key not in keys and not is_path(value):
-            keys[override_key(o)] = value
-    return keys
+            extra[override_key(o)] = value
+    if joined:
+        return {**keys, "overrides": " ".join(f"{k}={v}" for k, v in sorted(extra.items())) or DASH}
+    return {**keys, **extra}
 
 
 def flat_config(node, prefix: str = "") -> dict:
@@ -99,7 +105,7 @@ def group_runs(runs: list[dict], by: list[str] | None) -> list[dict]:
     """Runs by key (choices + overrides, or `by`), in first-seen order; each group notes what it merges."""
     groups: dict[tuple, dict] = {}
     for run in runs:
-        keys = run_keys(run)
+        keys = run_keys(run, joined=not by)
         if by:
             config = flat_config(run["config"] or {})
             keys = {k: str(keys.get(k, config.get(k, DASH))) for k in by}
@@ -138,7 +144,8 @@ def varying_columns(groups: list[dict]) -> list[str]:
     """The grouping keys whose values differ between groups (all of them when there is one group)."""
     keys = list(dict.fromkeys(k for g in groups for k in g["keys"]))
     first_seen = {k: i for i, k in enumerate(keys)}
-    keys.sort(key=lambda k: (ORDER_FIRST.index(k) if k in ORDER_FIRST else len(ORDER_FIRST), first_seen[k]))
+    rank = {k: i for i, k in enumerate(ORDER_FIRST)} | {k: len(ORDER_FIRST) + 1 for k in ORDER_LAST}
+    keys.sort(key=lambda k: (rank.get(k, len(ORDER_FIRST)), first_seen[k]))
     differ = [k for k in keys if len({g["keys"].get(k, DASH) for g in groups}) > 1]
     return differ or keys[:1]
 
@@ -154,15 +161,17 @@ def summary_rows(groups: list[dict], columns: list[str], metrics: list[str]) -> 
     return rows
 
 
-def unfinished_rows(runs: list[dict]) -> list[list[str]]:
-    """Run dir, status, steps done/total, error: for every run whose status is not finished."""
+def unfinished_rows(runs: list[dict], metric: str) -> list[list[str]]:
+    """Run dir, status, steps done/total, `metric` where it was scored (e.g. where a run stopped), error."""
     rows = []
     for r in runs:
         steps = r["steps"] or {}
         done = f"{steps.get('done', DASH)}/{steps.get('total', DASH)}"
         where = r["_path"].parent.resolve()
         shown = where.relative_to(Path.cwd()) if where.is_relative_to(Path.cwd()) else where
-        rows.append([str(shown), r["status"] or DASH, done, r["error"] or DASH])
+        value = run_metrics(r).get(metric)
+        score = fmt([value], 1) if value is not None else DASH
+        rows.append([str(shown), r["status"] or DASH, done, score, r["error"] or DASH])
     return rows
 
 
@@ -192,11 +201,16 @@ def build(runs: list[dict], by: list[str] | None, metrics: list[str] | None) -> 
     cols = [m for m in metrics if m in cols or m in {k for r in runs for k in run_metrics(r)}] if metrics else cols
     groups = group_runs(finished, by)
     columns = by or varying_columns(groups)
+    for g in groups:  # where each group's runs sit: a column once groups sit in folders of their own
+        g["keys"]["folder"] = Path(os.path.commonpath([r["_path"].parent.parent.resolve() for r in g["runs"]])).name
+    if len({g["keys"]["folder"] for g in groups}) > 1:
+        columns = ["folder", *columns]
     return {
         "groups": groups,
         "header": [*columns, "n", "seeds", *cols],
         "rows": summary_rows(groups, columns, cols),
-        "unfinished": unfinished_rows([r for r in runs if r["status"] != "finished"]),
+        "unfinished": unfinished_rows([r for r in runs if r["status"] != "finished"], (cols or ["train/loss"])[0]),
+        "unfinished_metric": (cols or ["train/loss"])[0],
         "columns": columns,
         "warnings": [
             f"warning: the {len(g['runs'])} runs of {label(g, columns)} differ in {'; '.join(d[:4])}"
@@ -208,7 +222,9 @@ def build(runs: list[dict], by: list[str] | None, metrics: list[str] | None) -> 
 
 
 def label(group: dict, columns: list[str]) -> str:
-    """A group's name: its set column values (`experiment=ilct coupling=none`)."""
+    """A group's name: its folder when groups have their own, else its set column values (`experiment=ilct`)."""
+    if "folder" in columns:
+        return group["keys"]["folder"]
     shown = [f"{c}={v}" for c in columns if (v := group["keys"].get(c, DASH)) not in (DASH, "null")]
     return " ".join(shown) or "defaults"
 
@@ -218,7 +234,8 @@ def render(report: dict) -> str:
     text = markdown(report["header"], report["rows"]) if report["rows"] else "No finished runs."
     if report["unfinished"]:
         text += "\n\nUnfinished or failed (not averaged):\n\n"
-        text += markdown(["run dir", "status", "steps", "error"], report["unfinished"])
+        header = ["run dir", "status", "steps", report["unfinished_metric"], "error"]
+        text += markdown(header, report["unfinished"])
     return text + "\n"
 
 
@@ -246,7 +263,7 @@ def plot_curves(groups: list[dict], labels: list[str], metric: str, path: Path) 
     for group, name in zip(groups, labels, strict=True):
         if band := curve_band(group, metric):
             steps, mean, std = band
-            (line,) = ax.plot(steps, mean, label=f"{name} (n={len(group['runs'])})")
+            (line,) = ax.plot(steps, mean, marker=".", label=f"{name} (n={len(group['runs'])})")
             if std is not None:
                 ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set(xlabel="step", ylabel=metric, title=f"{metric}: mean ± std over seeds")
@@ -283,7 +300,7 @@ def plot_grids(groups: list[dict], labels: list[str], path: Path) -> list[str]:
     if found:
         cols = min(len(found), 4)
         fig, axes = plt.subplots(
-            math.ceil(len(found) / cols), cols, figsize=(3 * cols, 3.4 * math.ceil(len(found) / cols)), squeeze=False
+            math.ceil(len(found) / cols), cols, figsize=(5 * cols, 3.4 * math.ceil(len(found) / cols)), squeeze=False
         )
         for ax in axes.flat:
             ax.axis("off")
@@ -291,7 +308,7 @@ def plot_grids(groups: list[dict], labels: list[str], path: Path) -> list[str]:
             ax.imshow(plt.imread(grid))
             ax.set_title(textwrap.fill(name, 32), fontsize=7)
         fig.tight_layout()
-        fig.savefig(path, dpi=80)  # each grid at about its own pixel size
+        fig.savefig(path, dpi=100)
         plt.close(fig)
     return notes
 
