@@ -50,7 +50,7 @@ bench: install
 # by lct.report, one report per question (seconds), pasted into its README. The sweeps: experiments/ablation/sweeps.sh.
 ABL      := experiments/ablation
 ABL_FID  := inception_1000/fid_1nfe,inception_1000/fid_2nfe
-ABL_REST := inception_1000/precision_1nfe,inception_1000/recall_1nfe,digits_1000/fid_1nfe,digits_online_1000/fid_1nfe,digits_1000/legible_1nfe
+ABL_REST := inception_1000/precision_1nfe,inception_1000/recall_1nfe,inception_1000/digits_fid_1nfe,online_1000/digits_fid_1nfe,inception_1000/digits_legible_1nfe
 ABL_REPORT = $(BIN)/python -m lct.report --metric $(ABL_FID),$(1),$(ABL_REST),digits/fid_1nfe --out $(ABL)/report/$(2) \
 	$(addprefix $(ABL)/records/,$(3)) > /dev/null
 ablation-report: install

@@ -20,7 +20,7 @@ from pathlib import Path
 from lct.errors import LctError
 
 DASH = "—"  # a field a record lacks (another machine, an older lct)
-EVAL_PREFIXES = ("fid_", "precision_", "recall_")  # the `eval` scores tabulated by default (KID etc.: --metric)
+EVAL_PREFIXES = ("fid_", "precision_", "recall_", "digits_fid_", "digits_legible_")  # default `eval` columns
 PLOT_DEFAULTS = ("digits/fid_1nfe", "train/loss")  # the first one the runs logged is plotted without --metric
 ORDER_FIRST = ("experiment", "data", "backbone", "norm", "metric", "c_schedule", "diffusion", "coupling")
 ORDER_LAST = ("overrides",)
