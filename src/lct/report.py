@@ -195,9 +195,9 @@ def build(runs: list[dict], by: list[str] | None, metrics: list[str] | None) -> 
     known_metrics = set(cols) | {k for r in runs for k in run_metrics(r)} | eval_keys(runs)
     known_metrics |= {k for r in runs for k in (r["curves"] or {})}
     if metrics and (unknown := [m for m in metrics if m not in known_metrics]):
-        raise LctError(
-            f"--metric {','.join(unknown)}: not recorded by these runs; known: {', '.join(sorted(known_metrics))}"
-        )
+        names = sorted(known_metrics)
+        shown = ", ".join(names[:40]) + (f", ... ({len(names) - 40} more)" if len(names) > 40 else "")
+        raise LctError(f"--metric {','.join(unknown)}: not recorded by these runs; known: {shown}")
     cols = [m for m in metrics if m in cols or m in {k for r in runs for k in run_metrics(r)}] if metrics else cols
     groups = group_runs(finished, by)
     columns = by or varying_columns(groups)
@@ -328,6 +328,11 @@ def write_outputs(report: dict, out: Path, plot_metric: str | None) -> None:
         print(line, file=sys.stderr)
 
 
+def split_keys(text: str | None) -> list[str] | None:
+    """`a,b` -> ['a', 'b']; None when not given."""
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
 def main(argv: list[str] | None = None) -> str:
     """Parse the command line, print the tables; with --out also write files. Returns the printed text."""
     ap = argparse.ArgumentParser(prog="python -m lct.report", description=__doc__.split("\n\n")[0])
@@ -335,15 +340,14 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument(
         "--metric",
         default=None,
-        help="KEY[,KEY...]: the metric columns (default: all); the first is "
-        "plotted vs step when the runs logged it (default plot: digits/fid_1nfe, else train/loss)",
+        help="KEY[,KEY...]: the metric columns (default: all recorded); the first the runs logged a curve of is "
+        "plotted vs step (default: digits/fid_1nfe, else train/loss)",
     )
     ap.add_argument("--by", default=None, help="GROUP[,GROUP...]: group by these choices/overrides/config keys only")
     ap.add_argument("--out", default=None, help="also write report.md, report.csv and the plots here")
     args = ap.parse_args(argv)
-    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    metrics = split(args.metric)
-    report = build(load_runs(args.dirs), split(args.by), metrics)
+    metrics, by = (split_keys(a) for a in (args.metric, args.by))
+    report = build(load_runs(args.dirs), by, metrics)
     for line in report["warnings"]:
         print(line, file=sys.stderr)
     text = render(report)
