@@ -8,7 +8,8 @@
 set -euo pipefail
 q=${1:?which sweep: chain, c, length, recipe or init}
 shift
-train() { python -m lct.train -m seed=0,1,2 hydra/launcher=joblib hydra.launcher.n_jobs=2 \
+# SEEDS=1 bash ... picks other seeds; the one-seed rows of the study ran seed 0.
+train() { python -m lct.train -m "seed=${SEEDS:-0,1,2}" hydra/launcher=joblib hydra.launcher.n_jobs=2 \
     hydra.sweep.dir="multirun/ablation/$q/$1" "${@:2}"; }
 case $q in
 chain)  # Q1: the paper's Table 2(a) as a cumulative chain, sLCT without OT, and the latent EDM baseline
@@ -23,14 +24,14 @@ c)      # Q2: is the paper's c(N) the reason? fitted c, online c, c(N) without O
     train wd0 experiment=ilct optimizer.weight_decay=0 "$@" ;;
 length) # Q3: does the ordering turn with training length (the curriculum stretches with the steps)?
     train 6k experiment=ilct,slct_noot,slct,edm trainer.max_steps=6000 "$@"
-    train 20k experiment=ilct,slct_noot,slct,edm trainer.max_steps=20000 seed=0 "$@" ;;
+    SEEDS=${SEEDS:-0} train 20k experiment=ilct,slct_noot,slct,edm trainer.max_steps=20000 "$@" ;;
 recipe) # Q4: a recipe from the paper's components at the main job's budget (make run: slct_noot, beta2 0.99)
     train betas experiment=ilct,slct_noot,slct,cauchy_ot 'optimizer.betas=[0.9,0.999],[0.9,0.99]' "$@"
-    train beta95 experiment=slct_noot 'optimizer.betas=[0.9,0.95]' seed=0 "$@"
-    train lr experiment=ilct,slct_noot optimizer.lr=2e-3 seed=0 "$@"
-    train b64 experiment=ilct,slct_noot data.batch_size=64 trainer.max_steps=2600 seed=0 "$@"
-    train cool experiment=slct_noot lr_schedule=cooldown seed=0 "$@"
-    train ema experiment=slct_noot ema.warmup=3 'ema.decays=[0.999,0.998,0.997,0.994,0.99]' seed=0 "$@"
+    SEEDS=${SEEDS:-0} train beta95 experiment=slct_noot 'optimizer.betas=[0.9,0.95]' "$@"
+    SEEDS=${SEEDS:-0} train lr experiment=ilct,slct_noot optimizer.lr=2e-3 "$@"
+    SEEDS=${SEEDS:-0} train b64 experiment=ilct,slct_noot data.batch_size=64 trainer.max_steps=2600 "$@"
+    SEEDS=${SEEDS:-0} train cool experiment=slct_noot lr_schedule=cooldown "$@"
+    SEEDS=${SEEDS:-0} train ema experiment=slct_noot ema.warmup=3 'ema.decays=[0.999,0.998,0.997,0.994,0.99]' "$@"
     train steps experiment=slct_noot 'optimizer.betas=[0.9,0.99]' trainer.max_steps=2000,2500,6000 "$@"
     train ilct_2k5 experiment=ilct trainer.max_steps=2500 "$@"
     # one knob of the recipe at a time (seed 0): curriculum, weight decay, c(N) x 0.5 / 0.25, diffusion weight, lr, size
@@ -38,12 +39,12 @@ recipe) # Q4: a recipe from the paper's components at the main job's budget (mak
         method.c.offset=-1.543147,-2.236294 method.diffusion.weight=10 optimizer.lr=2e-3 \
         "+backbone.model_channels=16 trainer.max_steps=3500" "+backbone.num_blocks=1 trainer.max_steps=2000"; do
         # shellcheck disable=SC2086  # a knob may be two overrides
-        train "knob_${knob%%=*}" experiment=slct_noot 'optimizer.betas=[0.9,0.99]' seed=0 $knob "$@"
+        SEEDS=${SEEDS:-0} train "knob_${knob%%=*}" experiment=slct_noot 'optimizer.betas=[0.9,0.99]' $knob "$@"
     done ;;
 init)   # Q1: consistency training started from the same seed's EDM run at step 500 (after `chain`'s edm sweep)
     for s in 0 1 2; do
         ckpt=$(ls -d multirun/ablation/chain/edm/*seed=$s*/checkpoints/epoch=0-step=500.ckpt)
-        train "init_seed$s" experiment=ilct,cauchy_ot trainer.max_steps=1000 "init_from=\"$ckpt\"" seed=$s "$@"
+        SEEDS=$s train "init_seed$s" experiment=ilct,cauchy_ot trainer.max_steps=1000 "init_from=\"$ckpt\"" "$@"
     done ;;
 score)  # Inception FID/KID/P/R + digit metrics of 1,000 EMA samples (noise seeds 10,000 + i) at 1 and 2 NFE against
     # the fixed 1,000 reference digits (a seed-0 permutation of the wheel's 5,000), cached under outputs/ablation_ref
