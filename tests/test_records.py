@@ -245,3 +245,23 @@ def test_only_rank_zero_writes(tmp_path):
     callback.on_train_end(NotZero(), None)
     callback.on_exception(NotZero(), None, RuntimeError("x"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # two gloo ranks started by ddp_spawn (~35 s on 2 cores)
+def test_a_ddp_spawn_run_writes_one_finished_record(tmp_path):
+    # The spawned ranks have no Hydra runtime: the callback must have resolved the config in the launcher.
+    import os
+    import subprocess
+    import sys
+
+    args = ["trainer=ddp_cpu", "data=synthetic", "backbone=unet_tiny", "trainer.max_steps=3", "data.batch_size=16"]
+    args += ["trainer.enable_progress_bar=false", "~callbacks.progress", "logger=none", f"hydra.run.dir={tmp_path}/r"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lct.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rec = records.load_record(tmp_path / "r")
+    assert rec["status"] == "finished" and rec["steps"] == {"done": 3, "total": 3}
+    assert rec["choices"]["trainer"] == "ddp_cpu" and rec["config"]["trainer"]["devices"] == 2
+    assert rec["config"]["paths"]["output_dir"] == str(tmp_path / "r")

@@ -28,10 +28,11 @@ def resolved_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
 
 
-def one_line(error: BaseException) -> str:
-    """`Type: message` on one line (the CLIs print an LctError the same way)."""
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+def one_line(error: BaseException, limit: int = 1000) -> str:
+    """`Type: message` on one line (the CLIs print an LctError the same way), cut at `limit` characters (a
+    rank's error arrives with its whole traceback in the message)."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class RunRecord(Callback):
@@ -39,7 +40,8 @@ class RunRecord(Callback):
     every callback with `every_n_steps`, and checkpoint steps) and at the end; rank 0 only."""
 
     def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
+        # Resolved now, in the launching process: ranks that ddp_spawn starts have no Hydra runtime to resolve with.
+        self.config, self.meta = resolved_config(cfg), hydra_meta(cfg, cfg.paths.output_dir)
         self.run_dir = Path(cfg.paths.output_dir)
         self.record: dict | None = None
         self._seen: dict[str, object] = {}  # the metric tensors already recorded: a new value is a new object
@@ -51,10 +53,9 @@ class RunRecord(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        meta = hydra_meta(self.cfg, self.run_dir)
-        record = self._start(trainer, meta)
+        record = self._start(trainer)
         for logger in trainer.loggers:
-            logger.log_hyperparams(hyperparameters(record["config"], meta))
+            logger.log_hyperparams(hyperparameters(record["config"], self.meta))
         self._write(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -93,14 +94,14 @@ class RunRecord(Callback):
 
     # ---------------------------------------------------------------- the record
 
-    def _start(self, trainer, meta: dict) -> dict:
+    def _start(self, trainer) -> dict:
         """A fresh record, carrying over a resumed run's earlier curves, grids, evaluations and time."""
-        record = records.new_record(self.run_dir, self.cfg.get("experiment_name"))
+        record = records.new_record(self.run_dir, self.config.get("experiment_name"))
         record.update(
-            choices=meta["choices"],
-            overrides=meta["overrides"],
-            seed=self.cfg.get("seed"),
-            config=resolved_config(self.cfg),
+            choices=self.meta["choices"],
+            overrides=self.meta["overrides"],
+            seed=self.config.get("seed"),
+            config=self.config,
             host=records.host_info(torch.get_num_threads(), self._gpu(trainer)),
         )
         self._step0, self._t0 = trainer.global_step, time.monotonic()
@@ -174,7 +175,7 @@ class RunRecord(Callback):
 
     def _write(self, trainer, pl_module, status: str | None = None, error: str | None = None) -> None:
         if self.record is None:  # failed before train start
-            self._start(trainer, hydra_meta(self.cfg, self.run_dir))
+            self._start(trainer)
         record = self.record
         self._collect(trainer)
         self._files(pl_module)
