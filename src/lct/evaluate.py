@@ -150,7 +150,7 @@ def _datamodule(bundle, checkpoint, data_root=None):
     from lct.data.roots import find_data_root
 
     if cfg.data.get("root") is not None or data_root:
-        cfg.data.root = str(find_data_root(cfg, checkpoint, data_root))
+        cfg.data.root = str(find_data_root(cfg, checkpoint, data_root, getattr(bundle, "codec_state", None)))
     dm = build_datamodule(cfg)
     dm.setup("fit")
     return dm

@@ -88,12 +88,19 @@ def load_reference(path: str | Path) -> ReferenceStats:
         d = torch.load(path, map_location="cpu", weights_only=True)
         return ReferenceStats(d["features"], d["mu"], d["sigma"], dict(d["provenance"]))
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError) as err:
-        detail = " ".join(str(err).split())[:200]
         raise LctError(
-            f"{path} is not a reference statistics cache written by lct ({type(err).__name__}: {detail}); "
-            "lct loads tensors only and ran nothing from it. Pass another --reference path, or delete the file "
-            "if it is yours to recompute it"
+            f"{path} is not a reference statistics cache written by lct ({why_unreadable(err)}); nothing in it "
+            "was run. Pass another --reference path, or delete the file if it is yours to recompute it"
         ) from None
+
+
+def why_unreadable(err: BaseException) -> str:
+    """The part of a load error worth one line: the Python object a crafted pickle names, else the first line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    unsafe = [line for line in lines if "GLOBAL" in line or "allow_pickle" in line]
+    if unsafe:
+        return f"it holds Python objects that could run code when unpickled: {unsafe[0][:160]}"
+    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
 
 
 def load_or_compute_reference(
@@ -176,9 +183,7 @@ def read_reference_images(path) -> torch.Tensor:
     try:
         return load_images(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, ValueError) as err:
-        detail = " ".join(str(err).split())[:200]
         raise LctError(
-            f"--reference-images {path} cannot be read as images ({type(err).__name__}: {detail}); nothing in it "
-            "was run (arrays and tensors only are loaded). Pass a folder of PNG/JPG, or an .npz/.npy/.pt of "
-            "uint8 or [-1, 1] images"
+            f"--reference-images {path} cannot be read as images ({why_unreadable(err)}); nothing in it was run. "
+            "Pass a folder of PNG/JPG, or an .npz/.npy/.pt of uint8 or [-1, 1] images"
         ) from None
