@@ -18,7 +18,8 @@ def debug_requested() -> bool:
 
 
 def run_cli(main, *args):
-    """Call main(*args); an LctError becomes `error: <message>` on stderr and exit status 2."""
+    """Call main(*args); an LctError becomes `error: <message>` on stderr and its exit status (2, or the error's
+    own `exit_code`: 143 for a run preempted by a signal, lct.train.preemption)."""
     if DEBUG_FLAG in sys.argv:
         sys.argv.remove(DEBUG_FLAG)  # before argparse or Hydra reads the command line
         os.environ["LCT_DEBUG"] = "1"
@@ -28,4 +29,4 @@ def run_cli(main, *args):
         if debug_requested():
             raise
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))

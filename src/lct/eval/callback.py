@@ -27,6 +27,11 @@ from .sampling import generate, rank_seeds
 log = logging.getLogger(__name__)
 
 
+def preempted(pl_module) -> bool:
+    """A run stopped by a signal skips the end-of-training passes: its time goes to the checkpoint (lct.train)."""
+    return getattr(pl_module, "preempted_step", None) is not None
+
+
 class PeriodicSamplingCallback(L.Callback):
     """Base of the in-loop sampling callbacks: `run(trainer, pl_module)` every `every_n_steps` and at train
     end, with the run's noise levels and sampler kind (read from the module at fit start).
@@ -77,7 +82,7 @@ class PeriodicSamplingCallback(L.Callback):
             self.run(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.at_train_end and trainer.global_step != self._last_step:
+        if self.at_train_end and trainer.global_step != self._last_step and not preempted(pl_module):
             self.run(trainer, pl_module)
 
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -244,7 +249,7 @@ class SampleEvalCallback(SampleGridCallback):
             self._log(trainer, self.evaluate(trainer, pl_module))
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.at_train_end and trainer.global_step != self._last_step:
+        if self.at_train_end and trainer.global_step != self._last_step and not preempted(pl_module):
             self._log(trainer, self.evaluate(trainer, pl_module))
 
     # -- work ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from torch import nn
 from lct import core
 from lct.checkpoint import ema_key, selected_ema, weight_prefixes
 from lct.errors import LctError
+from lct.train import preemption
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class ConsistencyModule(L.LightningModule):
         self.nonfinite_run = self.nonfinite_total = 0
         self.last_finite_step: int | None = None
         self._skipped, self._t_last, self._step = False, None, 0
+        self.stop_now = False  # a stop signal reached some rank before this step ended (lct.train.preemption)
         # Seconds in the training loop summed over every attempt of the run (a resume adds to the stored
         # sum); timed_from_step > 0 when the run resumed from a checkpoint written before lct kept the sum.
         self.train_seconds, self.timed_from_step, self._t_start = 0.0, 0, None
@@ -73,18 +75,21 @@ class ConsistencyModule(L.LightningModule):
         out = self.objective.step(self.student, x0, self._step, self.global_rank, world, gather)
         if not out.finite:
             log.warning("step %d: %s", self._step, out.error)
-        if self._any_rank(not out.finite):
+        # One all-reduce for both decisions, so that every rank skips, and stops (lct.train.preemption), together.
+        nonfinite, self.stop_now = self._any_rank(not out.finite, preemption.STOP.signum is not None)
+        if nonfinite:
             return self._skip_step(out)
         self.objective.observe(out)
         self.nonfinite_run, self._skipped, self.last_finite_step = 0, False, self._step
         self._log_step(out, x0.shape[0])
         return out.terms.loss
 
-    def _any_rank(self, flag: bool) -> bool:
+    def _any_rank(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag, true when it is true on any rank."""
         if self.trainer.world_size == 1:
-            return flag
-        t = torch.tensor(float(flag), device=self.device)
-        return bool(self.trainer.strategy.reduce(t, reduce_op="max") > 0)
+            return flags
+        t = torch.tensor([float(f) for f in flags], device=self.device)
+        return tuple(bool(v) for v in (self.trainer.strategy.reduce(t, reduce_op="max") > 0).tolist())
 
     def _skip_step(self, out):
         """Every non-finite input or loss: skip, count, log; stop with a checkpoint after max_nonfinite in a row."""
@@ -95,6 +100,7 @@ class ConsistencyModule(L.LightningModule):
         if self.nonfinite_run >= self.max_nonfinite:
             path = Path(self.trainer.default_root_dir) / "checkpoints" / "nonfinite-stop.ckpt"
             self.trainer.save_checkpoint(path, weights_only=False)
+            self.nonfinite_stop_path = str(path)  # the run record reads it (status stopped_nonfinite)
             last = (
                 f"the last finite loss was at step {self.last_finite_step}"
                 if self.last_finite_step is not None

@@ -14,18 +14,20 @@ from lct.ckpt_io import read_checkpoint_file
 from lct.core.ema import warmup_width
 from lct.errors import LctError
 from lct.train.callbacks import TMP_PATTERN
+from lct.train.rundir import make_run_dir
 
 log = logging.getLogger(__name__)
 
 CONFIG = "config_resolved.yaml"
 # Keys that may differ between attempts of one run without changing how the weights are trained.
 IGNORED_KEYS = ("paths", "ckpt_path", "resume_changes")
-# Keys added after runs were already made, with the value that reproduces how those runs trained: a stored
-# config without the key compares equal to a new one holding this value.
+# A key that a stored config lacks was added by a later version of lct and is not a change, unless it is listed
+# here and the new config sets it to another value than this default (a choice the user made).
 ADDED_KEYS = {
     "lr_schedule.cooldown": 0.0,  # conf/lr_schedule (constant: the paper's lr throughout)
-    "trainer.flush_denormal": False,  # conf/trainer: runs before it kept denormal floats
+    "trainer.flush_denormal": True,  # conf/trainer: only denormal floats (|x| < 1.2e-38) are treated otherwise
 }
+RUN_DIR = "<run dir>"  # how paths inside the run directory compare: a copied or moved run dir is the same run
 # Keys whose spellings changed while their meaning did not: compared through these maps.
 SAME_MEANING = {"ema.warmup": lambda v: _safe(warmup_width, v)}  # `true` is w = 10 (docs/method.md §6)
 # Written when the run stops on non-finite losses: kept for inspection, never resumed automatically.
@@ -90,11 +92,51 @@ def resolve_ckpt(cfg: DictConfig) -> str | None:
                 "(resume this run directory) or ckpt_path=null (start fresh)"
             )
         return cfg.ckpt_path
-    return str(newest_checkpoint(checkpoint_dir(cfg)) or "") or None
+    path = newest_checkpoint(checkpoint_dir(cfg))
+    if path is None:
+        return None
+    check_trained_with(path, cfg)
+    return str(path)
+
+
+def check_trained_with(path: Path, cfg: DictConfig) -> None:
+    """LctError when the checkpoint's own stored config differs from this run's (unless resume_changes=allow):
+    ckpt_path=auto never continues another configuration's weights, whatever config_resolved.yaml says."""
+    stored = (read_checkpoint_file(path, mmap=True).get("lct") or {}).get("config")
+    if not stored or cfg.resume_changes == "allow":
+        return
+    changes = config_changes(stored, OmegaConf.to_container(cfg, resolve=True))
+    if changes:
+        raise LctError(
+            f"ckpt_path=auto would resume {path}, which was trained with another config: {_shown(changes)}. "
+            "Rerun with that checkpoint's settings, give this run its own directory (hydra.run.dir=...), or pass "
+            "resume_changes=allow to continue those weights with this config"
+        )
+
+
+def _shown(changes: list[str], n: int = 8) -> str:
+    return "; ".join(changes[:n]) + (f"; ... {len(changes) - n} more" if len(changes) > n else "")
 
 
 def _comparable(container: dict) -> dict:
-    return {k: v for k, v in container.items() if k not in IGNORED_KEYS}
+    """The config without IGNORED_KEYS, with paths below its run dir as <run dir>/... and data.root absolute."""
+    paths = container.get("paths") or {}
+    run_dir, launch_dir = paths.get("output_dir"), paths.get("root_dir")
+
+    def rebase(v):
+        if isinstance(v, dict):
+            return {k: rebase(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rebase(x) for x in v]
+        if isinstance(v, str) and run_dir and (v == run_dir or v.startswith(run_dir.rstrip("/") + "/")):
+            return RUN_DIR + v[len(run_dir.rstrip("/")) :]
+        return v
+
+    out = rebase({k: v for k, v in container.items() if k not in IGNORED_KEYS})
+    root = (out.get("data") or {}).get("root")
+    if isinstance(root, str) and launch_dir and not os.path.isabs(root):  # recorded before lct made it absolute
+        out["data"] = {**out["data"], "root": os.path.normpath(os.path.join(launch_dir, root))}
+    return out
 
 
 def _flatten(obj, prefix: str = "") -> dict:
@@ -114,14 +156,17 @@ def _safe(fn, value):
 
 
 def config_changes(old: dict, new: dict) -> list[str]:
-    """`key: old -> new` for every leaf that differs (keys in IGNORED_KEYS aside). A key that an older
-    config lacks compares as its ADDED_KEYS value, and the keys of SAME_MEANING compare by meaning, so a
-    run made before such a change resumes without resume_changes=allow."""
+    """`key: old -> new` for every leaf that differs (keys in IGNORED_KEYS aside). A key that the older config
+    lacks is no change (a later version added it) unless ADDED_KEYS lists it with another value; a key that
+    the new one lacks is no change (a later version removed it); the keys of SAME_MEANING compare by meaning,
+    and paths inside the run directory relative to it, so a moved run dir resumes without resume_changes=allow."""
     a, b = _flatten(_comparable(old)), _flatten(_comparable(new))
     missing = "<absent>"
 
     def same(k: str) -> bool:
-        x, y = a.get(k, ADDED_KEYS.get(k, missing)), b.get(k, missing)
+        if k not in b or (k not in a and k not in ADDED_KEYS):
+            return True
+        x, y = a.get(k, ADDED_KEYS.get(k)), b[k]
         norm = SAME_MEANING.get(k)
         return x == y if norm is None else norm(x) == norm(y)
 
@@ -135,15 +180,20 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
     ckpt_dir = checkpoint_dir(cfg)
     stored_path = out / CONFIG
     new = OmegaConf.to_container(cfg, resolve=True)
+    has_checkpoints = any(ckpt_dir.glob("*.ckpt"))
+    if cfg.ckpt_path is None and has_checkpoints and cfg.resume_changes != "allow":
+        raise LctError(
+            f"ckpt_path=null starts a fresh run, but {ckpt_dir} holds the checkpoints of an earlier run, which it "
+            "would overwrite; resume that run with ckpt_path=auto, give the new run its own directory "
+            "(hydra.run.dir=...), or pass resume_changes=allow to overwrite them"
+        )
     if stored_path.is_file():
         stored = OmegaConf.to_container(OmegaConf.load(stored_path), resolve=False)
         changes = config_changes(stored, new)
-        resuming = cfg.ckpt_path is not None and any(ckpt_dir.glob("*.ckpt"))
-        if changes and resuming and cfg.resume_changes != "allow":
-            shown = "; ".join(changes[:8]) + (f"; ... {len(changes) - 8} more" if len(changes) > 8 else "")
+        if changes and cfg.ckpt_path is not None and has_checkpoints and cfg.resume_changes != "allow":
             raise LctError(
                 f"the config differs from {stored_path}, which trained the checkpoints in {ckpt_dir}: "
-                f"{shown}. Rerun with the recorded settings, choose another run directory "
+                f"{_shown(changes)}. Rerun with the recorded settings, choose another run directory "
                 "(hydra.run.dir=...), or pass resume_changes=allow to continue with the new config"
             )
         if changes and rank_zero_only.rank == 0:
@@ -155,7 +205,7 @@ def prepare_run_dir(cfg: DictConfig) -> Path:
                 kept,
             )
     if rank_zero_only.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        make_run_dir(out)
         clean_stale_tmp(ckpt_dir)
         tmp = stored_path.with_name(f".{CONFIG}.tmp-{os.getpid()}")
         OmegaConf.save(OmegaConf.create(new), tmp)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lct.builders import build_datamodule, build_objective, build_student, kind, noise_levels
 from lct.checkpoint import init_from_edm
 from lct.core.edm import preconditioning_gap
+from lct.data.datamodule import resolve_root
 from lct.errors import LctError
-from lct.train import resume
+from lct.train import preemption, resume
 from lct.train.callbacks import AtomicCheckpointIO, ReleaseProcessGroup
 from lct.train.module import ConsistencyModule
+from lct.train.record import RunRecord
+from lct.train.rundir import RunDirLock, make_run_dir
 from lct.train.speed import set_flush_denormal
 from lct.train.validate import validate_config
 
@@ -76,7 +83,7 @@ def build(cfg: DictConfig, datamodule=None):
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks.append(ReleaseProcessGroup())
+    callbacks += [ReleaseProcessGroup(), preemption.Preemption(), RunRecord(cfg)]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], max_steps=K)
     return module, datamodule, trainer, ckpt
@@ -107,15 +114,19 @@ def init_student(cfg: DictConfig, student, levels) -> dict:
 
 
 def train(cfg: DictConfig) -> Path:
-    """Fit and return the run directory."""
+    """Fit and return the run directory; Preempted (exit status 143) when a stop signal ended the run early."""
     # Before any tensor op makes the OpenMP thread pool, whose threads inherit it (lct.train.speed).
     set_flush_denormal(bool(cfg.trainer.get("flush_denormal", False)))
     validate_config(cfg)
-    datamodule = build_datamodule(cfg)  # before the run directory records the config: fills the latent shape
-    out = resume.prepare_run_dir(cfg)
-    module, datamodule, trainer, ckpt = build(cfg, datamodule)
-    torch.set_float32_matmul_precision("high")  # TF32 on Ampere+, as the authors' runs
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    record_data_root(cfg)
+    out = Path(cfg.paths.output_dir)
+    # One run per run directory (the launching rank holds the lock); nothing is written there before it.
+    with RunDirLock(make_run_dir(out)) if rank_zero_only.rank == 0 else contextlib.nullcontext():
+        datamodule = build_datamodule(cfg)  # before the run directory records the config: fills the latent shape
+        resume.prepare_run_dir(cfg)
+        module, datamodule, trainer, ckpt = build(cfg, datamodule)
+        torch.set_float32_matmul_precision("high")  # TF32 on Ampere+, as the authors' runs
+        fit(trainer, module, datamodule, ckpt, out / "checkpoints")
     log.info("run directory: %s", out)
     last = out / "checkpoints" / "last.ckpt"
     if trainer.is_global_zero and last.is_file():
@@ -125,3 +136,38 @@ def train(cfg: DictConfig) -> Path:
             out / "eval",
         )
     return out
+
+
+def record_data_root(cfg: DictConfig) -> None:
+    """A relative data.root becomes absolute (from the launch directory) before the config is recorded, so the
+    run's checkpoints find their data from any directory (lct.evaluate, lct.sample)."""
+    root = OmegaConf.select(cfg, "data.root", throw_on_missing=False)
+    if isinstance(root, str) and root and not os.path.isabs(os.path.expanduser(root)):
+        with open_dict(cfg):
+            cfg.data.root = str(resolve_root(root))
+
+
+def fit(trainer: L.Trainer, module, datamodule, ckpt: str | None, ckpt_dir: Path) -> None:
+    """trainer.fit with the stop signals routed to lct.train.preemption, in this process and its ranks."""
+    previous = preemption.install_handlers()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    except Exception as err:
+        if preemption.STOP.signum is None:
+            raise
+        raise preemption.Preempted(
+            f"{signal.Signals(preemption.STOP.signum).name} stopped the run before it could write a checkpoint "
+            f"({type(err).__name__}); rerun the same command: it resumes from the newest checkpoint in "
+            f"{ckpt_dir}"
+        ) from err
+    finally:
+        preemption.restore_handlers(previous)
+    step = preemption.preempted_step(trainer)
+    if step is None:
+        return
+    if preemption.STOP.signum == signal.SIGUSR1 and rank_zero_only.rank == 0:
+        preemption.requeue_slurm_job()
+    raise preemption.Preempted(
+        f"preempted at step {step} by a stop signal; checkpoint {ckpt_dir / 'last.ckpt'} written; rerun the "
+        "same command to resume"
+    )
