@@ -24,7 +24,10 @@ c)      # Q2: is the paper's c(N) the reason? fitted c, online c, c(N) without O
     train wd0 experiment=ilct optimizer.weight_decay=0 "$@" ;;
 length) # Q3: does the ordering turn with training length (the curriculum stretches with the steps)?
     train 6k experiment=ilct,slct_noot,slct,edm trainer.max_steps=6000 "$@"
-    SEEDS=${SEEDS:-0} train 20k experiment=ilct,slct_noot,slct,edm trainer.max_steps=20000 "$@" ;;
+    SEEDS=${SEEDS:-0} train 20k experiment=ilct,slct_noot,slct,edm trainer.max_steps=20000 "$@"
+    # dead blocks: iLCT's 20,000 steps without weight decay, every 1,000-step checkpoint kept for dead_blocks.py
+    SEEDS=${SEEDS:-0} train wd0_20k experiment=ilct trainer.max_steps=20000 optimizer.weight_decay=0 \
+        callbacks.checkpoint.every_n_train_steps=1000 callbacks.checkpoint.save_top_k=-1 "$@" ;;
 recipe) # Q4: a recipe from the paper's components at the main job's budget (make run: slct_noot, beta2 0.99)
     train betas experiment=ilct,slct_noot,slct,cauchy_ot 'optimizer.betas=[0.9,0.999],[0.9,0.99]' "$@"
     SEEDS=${SEEDS:-0} train beta95 experiment=slct_noot 'optimizer.betas=[0.9,0.95]' "$@"
