@@ -58,6 +58,27 @@ def test_train_bad_input_is_one_line_naming_the_key(tmp_path, overrides, named):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    "node, key, named",
+    [
+        (
+            {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "every_n_train_steps": -3},
+            "callbacks.checkpoint",
+            "every_n_train_steps",
+        ),
+        ({"_target_": "lightning.pytorch.Trainer", "precision": "bogus"}, "trainer", "bogus"),
+        ({"_target_": "torch.optim.RAdam", "params": [torch.zeros(1)], "lr": -1.0}, "optimizer", "-1.0"),
+        ({"_target_": "lct.nope.Nope"}, "logger.csv", "cannot be imported"),
+    ],
+)
+def test_instantiate_part_names_the_key_of_what_the_target_refused(node, key, named):
+    from lct.builders import instantiate_part
+
+    with pytest.raises(LctError, match=rf"^{key}.*{named}") as err:
+        instantiate_part(OmegaConf.create(node) if "params" not in node else node, key)
+    assert "\n" not in str(err.value)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A 2-step checkpoint on synthetic 4x8x8 latents, given the built-in MNIST VAE's codec (mu 0, s 1) so

@@ -44,7 +44,8 @@ def instantiate_part(node, key: str, **kwargs):
                 f"{key}._target_ {target!r} cannot be imported; pick an option of its conf/ group or give an "
                 "importable class"
             ) from None
-        if isinstance(cause, (ValueError, TypeError)):
+        # Lightning's MisconfigurationException (trainer, callbacks) is a plain Exception: named, not imported.
+        if isinstance(cause, (ValueError, TypeError)) or type(cause).__name__ == "MisconfigurationException":
             detail = " ".join(str(cause).split())
             raise LctError(
                 f"{key} is invalid: {target} refused its settings ({type(cause).__name__}: {detail}); fix or drop "
