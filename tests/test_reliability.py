@@ -79,6 +79,14 @@ def _latent_root(root, n=16, nan_at=None):
         ("resume_changes=maybe", "resume_changes"),
         ("ema.warmup=1", "ema.warmup"),
         ("ema.decays=[1.0]", "ema.decays"),
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("optimizer.lr=.inf", "optimizer.lr"),
+        ("optimizer.weight_decay=-1e-4", "optimizer.weight_decay"),
+        ("trainer.precision=bf15-mixed", "trainer.precision"),
+        ("callbacks.checkpoint.every_n_train_steps=-1", "callbacks.checkpoint.every_n_train_steps"),
+        ("trainer.max_steps=-5", "trainer.max_steps"),
+        ("trainer.devices=3", "data.batch_size=8"),  # the global batch of 8 does not split over 3 processes
+        ("+data.skip_nonfinite=maybe", "data.skip_nonfinite"),
     ],
 )
 def test_bad_config_values_are_refused_before_any_work(tmp_path, override, key):
@@ -189,7 +197,7 @@ def test_auto_resume_takes_the_newest_readable_checkpoint(tmp_path, caplog):
     assert last["global_step"] == 4
     from lct.train.resume import resolve_ckpt
 
-    assert Path(resolve_ckpt(_cfg(tmp_path, *common))).name == "last.ckpt"  # step-4 tie: last.ckpt
+    assert Path(resolve_ckpt(_cfg(tmp_path, *common, "trainer.max_steps=4"))).name == "last.ckpt"  # step-4 tie
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(last_bytes := (ckpts / "last.ckpt").read_bytes()[:5000])
     with pytest.raises(LctError, match="cut.ckpt is truncated"):  # an explicit ckpt_path too
@@ -268,11 +276,11 @@ def test_config_changes_know_the_keys_added_and_respelled_since_older_runs():
     assert config_changes(old, new) == ["ema.warmup: True -> 2", "lr_schedule.cooldown: '<absent>' -> 0.2"]
     assert config_changes({"ema": {"warmup": False}}, {"ema": {"warmup": 10}}) == ["ema.warmup: False -> 10"]
     assert config_changes({"ema": {"warmup": "x"}}, {"ema": {"warmup": "x"}}) == []
-    # Runs before trainer.flush_denormal kept denormal floats: resuming one with it on is a change to allow.
+    # A run made before trainer.flush_denormal resumes with today's default; turning it off is the user's choice.
     before = {"trainer": {"max_steps": 2}}
-    assert config_changes(before, {"trainer": {"max_steps": 2, "flush_denormal": False}}) == []
-    now = {"trainer": {"max_steps": 2, "flush_denormal": True}}
-    assert config_changes(before, now) == ["trainer.flush_denormal: '<absent>' -> True"]
+    assert config_changes(before, {"trainer": {"max_steps": 2, "flush_denormal": True}}) == []
+    now = {"trainer": {"max_steps": 2, "flush_denormal": False}}
+    assert config_changes(before, now) == ["trainer.flush_denormal: '<absent>' -> False"]
 
 
 def test_a_run_made_before_the_lr_schedule_and_warmup_width_resumes_without_allow(tmp_path):
