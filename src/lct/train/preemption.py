@@ -1,7 +1,8 @@
 """Preemption: a stop signal ends a run at the current step with a checkpoint and exit status 143.
 
-SIGTERM (a scheduler's preemption or `kill`), and SIGUSR1 under SLURM (its requeue signal), only set a flag here;
-the run stops at the end of the step that sees it. Under DDP the flag travels with the step's finiteness
+SIGTERM (a scheduler's preemption or `kill`), and under SLURM SIGUSR1/SIGUSR2 (the requeue signals of Lightning's
+SLURM environment and of hydra/launcher=slurm's submitit; the job is requeued after the checkpoint) only set a
+flag; the run stops at the end of the step that sees it. Under DDP the flag travels with the step's finiteness
 all-reduce (`ConsistencyModule._any_rank`), so every rank stops after the same step and the checkpoint is
 consistent. Lightning's own SIGTERM handler is replaced while training: it ends the run without a checkpoint,
 exits 0, and runs a collective inside the signal handler. The launching process passes the signal on to its
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
 PREEMPTED_KEY = "lct/preempted_step"  # in trainer.callback_metrics, which ddp_spawn hands back to the launcher
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # sbatch --signal: a time limit or preemption is near
 
 
 class Preempted(LctError):
@@ -48,8 +50,8 @@ STOP = _StopRequest()
 
 
 def stop_signals() -> list[int]:
-    """SIGTERM, and SIGUSR1 inside a SLURM job (Lightning's SLURM environment requeues on it)."""
-    return [signal.SIGTERM, signal.SIGUSR1] if os.environ.get("SLURM_JOB_ID") else [signal.SIGTERM]
+    """SIGTERM, and inside a SLURM job its requeue signals: SIGUSR1 (Lightning's) and SIGUSR2 (submitit's)."""
+    return [signal.SIGTERM, *REQUEUE_SIGNALS] if os.environ.get("SLURM_JOB_ID") else [signal.SIGTERM]
 
 
 def request_stop(signum, frame=None) -> None:

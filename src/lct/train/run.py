@@ -165,7 +165,7 @@ def fit(trainer: L.Trainer, module, datamodule, ckpt: str | None, ckpt_dir: Path
     step = preemption.preempted_step(trainer)
     if step is None:
         return
-    if preemption.STOP.signum == signal.SIGUSR1 and rank_zero_only.rank == 0:
+    if preemption.STOP.signum in preemption.REQUEUE_SIGNALS and rank_zero_only.rank == 0:
         preemption.requeue_slurm_job()
     raise preemption.Preempted(
         f"preempted at step {step} by a stop signal; checkpoint {ckpt_dir / 'last.ckpt'} written; rerun the "
