@@ -56,7 +56,7 @@ DOC_NAMES = sorted({(md.name, m) for md in (ROOT / "docs").glob("*.md") for m in
 
 
 def test_docs_name_code():
-    assert {doc for doc, _ in DOC_NAMES} == {"method.md", "architecture.md"}
+    assert {doc for doc, _ in DOC_NAMES} == {"method.md", "architecture.md", "records.md"}
 
 
 @pytest.mark.parametrize("doc,name", DOC_NAMES, ids=[f"{d}:{n}" for d, n in DOC_NAMES])
