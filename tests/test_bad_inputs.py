@@ -58,6 +58,13 @@ def test_train_bad_input_is_one_line_naming_the_key(tmp_path, overrides, named):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_lct_debug_keeps_the_traceback(tmp_path):
+    env = {**os.environ, "LCT_DEBUG": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    argv = [sys.executable, "-m", "lct.train", *TINY, "+method.metric.foo=1", f"hydra.run.dir={tmp_path}/run"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode != 0 and "Traceback" in out.stderr and "unexpected keyword argument 'foo'" in out.stderr
+
+
 @pytest.mark.parametrize(
     "node, key, named",
     [

@@ -8,6 +8,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from lct.cli import debug_requested
 from lct.core import KINDS, ConsistencyFunction, ConsistencyObjective, Denoiser, EDMObjective, NoiseLevels
 from lct.errors import LctError
 
@@ -50,7 +51,7 @@ def instantiate_part(node, key: str, **kwargs):
             raise LctError(
                 f"{key} is invalid: {target} refused its settings ({type(cause).__name__}: {detail}); fix or drop "
                 f"the offending {key}.<name>=... on the command line or in the config"
-            ) from None
+            ) from (cause if debug_requested() else None)  # LCT_DEBUG=1: the target's own traceback too
         raise
 
 

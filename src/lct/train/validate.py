@@ -49,6 +49,9 @@ def validate_config(cfg: DictConfig) -> None:
         value = _get(cfg, key)
         if value is not None and (not _is_int(value) or value <= 0):
             raise bad(key, value, "a positive integer")
+    skip = _get(cfg, "data.skip_nonfinite")
+    if skip is not None and not isinstance(skip, bool):
+        raise bad("data.skip_nonfinite", skip, "true (leave NaN/inf latents out of sampling) or false (refuse them)")
     epochs = _get(cfg, "data.epochs")
     if epochs is not None and (not _is_int(epochs) or epochs <= 0):
         raise bad("data.epochs", epochs, "a positive integer or null")
