@@ -21,6 +21,12 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["data=synthetic", "data.batch_size=8", "trainer.enable_progress_bar=false", "callbacks.sample_grid=null"]
 
 
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    """lct's cache directory (the non-finite scan of user roots) per test, not the user's ~/.cache."""
+    monkeypatch.setenv("LCT_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def _cli(*args, cwd=None):
     """`python -m <args>` as a user runs it (no HYDRA_FULL_ERROR / LCT_DEBUG, which keep tracebacks)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "LCT_DEBUG")}
@@ -177,6 +183,9 @@ def test_evaluate_finds_a_relative_root_under_the_launch_dir_from_anywhere(ckpt,
     launch = tmp_path / "launch"
     rng = np.random.default_rng(0)
     write_array_root(launch / "lat", [rng.standard_normal((16, 4, 8, 8)).astype(np.float32)])
+    z = np.load(launch / "lat" / "shards" / "000000.npy")
+    z[3, 0, 0, 0] = np.nan  # the reference is computed from the finite latents only
+    np.save(launch / "lat" / "shards" / "000000.npy", z)
     moved = _with_relative_root(ckpt, tmp_path / "copy" / "last.ckpt", launch, stats_of=launch / "lat")
     (tmp_path / "elsewhere").mkdir()
     args = [
@@ -198,6 +207,7 @@ def test_evaluate_finds_a_relative_root_under_the_launch_dir_from_anywhere(ckpt,
     out = _cli("lct.evaluate", *args, cwd=tmp_path / "elsewhere")
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"latents found at {launch / 'lat'}" in out.stderr
+    assert "leaving 1 non-finite latents out of sampling" in out.stderr and "000000.npy row 3" in out.stderr
     assert (tmp_path / "e" / "metrics.json").is_file() and not (tmp_path / "elsewhere" / "lat").exists()
 
 

@@ -151,6 +151,8 @@ def _datamodule(bundle, checkpoint, data_root=None):
 
     if cfg.data.get("root") is not None or data_root:
         cfg.data.root = str(find_data_root(cfg, checkpoint, data_root, getattr(bundle, "codec_state", None)))
+    if cfg.data.get("_target_") == "lct.data.LatentDataModule":
+        cfg.data.skip_nonfinite = True  # the reference is real data: NaN/inf latents are left out (and logged)
     dm = build_datamodule(cfg)
     dm.setup("fit")
     return dm
