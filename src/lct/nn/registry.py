@@ -36,9 +36,14 @@ def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None
 
 def build_backbone(name: str, **overrides) -> nn.Module:
     """Instantiate a registered backbone, e.g. build_backbone('dit_B_2', in_channels=4, resolution=32)."""
+    check_backbone_name(name)
+    return BACKBONES[name](**overrides)
+
+
+def check_backbone_name(name) -> None:
+    """LctError naming the registered backbones unless `name` is one."""
     if name not in BACKBONES:
         raise LctError(
             f"backbone.name={name!r} is not a registered backbone; choose one of {', '.join(sorted(BACKBONES))} "
             "(backbone=<name> picks its conf/backbone/ config)"
         )
-    return BACKBONES[name](**overrides)

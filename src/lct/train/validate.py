@@ -111,6 +111,10 @@ def validate_trainer(cfg: DictConfig) -> None:
                 )
                 raise _bad(f"callbacks.{name}.{key}", value, want)
     _validate_world_split(cfg)
+    if _get(cfg, "backbone._target_") == "lct.nn.build_backbone":
+        from lct.nn.registry import check_backbone_name
+
+        check_backbone_name(_get(cfg, "backbone.name"))
 
 
 def world_size(cfg: DictConfig) -> int | None:
