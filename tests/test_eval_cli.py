@@ -167,3 +167,20 @@ def test_cli_loads_refuse_a_mismatched_checkpoint(tmp_path, monkeypatch):
     install_fake_loader(monkeypatch, lambda: tiny_bundle(codec_shape=(4, 8, 8)))
     with pytest.raises(CheckpointMismatch):
         sample_cli.main([str(fake_checkpoint(tmp_path)), "--out", str(tmp_path / "s"), "--device", "cpu"])
+
+
+def test_evaluate_adds_its_scores_to_the_runs_record(ckpt, tmp_path, monkeypatch):
+    from lct import records
+
+    monkeypatch.setattr(
+        evaluate_cli, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures())
+    )
+    np.savez(tmp_path / "real.npz", images=np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8))
+    records.write_record(ckpt.parent, {"schema": records.SCHEMA_VERSION, "status": "finished", "eval": {}})
+    argv = [str(ckpt), "--out", str(tmp_path / "e"), "--num-samples", "10", "--batch-size", "4", "--chunk-size", "4"]
+    argv += ["--reference-images", str(tmp_path / "real.npz"), "--kid-subset-size", "5", "--device", "cpu"]
+    with pytest.warns(UserWarning, match="biased"):
+        report = evaluate_cli.main([*argv, "--nfe", "1", "--no-progress"])
+    scores = records.load_record(ckpt.parent)["eval"]["inception_10"]
+    assert scores["fid_1nfe"] == pytest.approx(report["results"]["1nfe"]["fid"]) and scores["num_samples"] == 10
+    assert records.load_record(ckpt.parent)["status"] == "finished"  # the rest of the record is kept

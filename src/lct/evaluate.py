@@ -18,6 +18,8 @@ import json
 import logging
 from pathlib import Path
 
+from lct import records
+from lct.ckpt_io import read_checkpoint_file
 from lct.cli import run_cli
 from lct.core.sampling import DEFAULT_NFE
 from lct.errors import LctError
@@ -230,11 +232,32 @@ def main(argv=None) -> dict:
     if "inception" in args.metrics:
         inception_report(args, bundle, bundle.sample, sigmas, out, report)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    record_scores(args, report)
     row = _row(Path(args.checkpoint).name, args.num_samples, report["results"], report.get("digits", {}))
     (out / "results.md").write_text(row + "\n")
     print(row)
     print(f"wrote {out / 'metrics.json'}")
     return report
+
+
+def eval_name(args) -> str:
+    """The key of these scores in the run's record: inception_1000 (Inception and digits of the EMA), online_1000
+    (the student's weights), inception_1000_ema<d> (another EMA), authors_1000 (--protocol authors), digit_1000."""
+    base = "authors" if args.protocol == "authors" else "inception" if "inception" in args.metrics else "digit"
+    if args.no_ema:
+        base = "online"
+    return f"{base}_{args.num_samples}" + (f"_ema{args.ema_decay}" if args.ema_decay is not None else "")
+
+
+def record_scores(args, report: dict) -> None:
+    """Add the scores to <run dir>/record.json when the checkpoint lies in a run directory (lct.report reads them)."""
+    run_dir = records.run_dir_of(args.checkpoint)
+    if run_dir is None:
+        return
+    step = read_checkpoint_file(args.checkpoint, mmap=True).get("global_step")
+    scores = records.eval_scores(report, num_samples=args.num_samples, num_reference=args.num_reference, step=step)
+    path = records.add_eval(run_dir, scores, eval_name(args))
+    print(f"added the scores to {path} under eval.{eval_name(args)}")
 
 
 def inception_report(args, bundle, sample_fn, sigmas: dict, out: Path, report: dict) -> None:

@@ -26,6 +26,7 @@ IGNORED_KEYS = ("paths", "ckpt_path", "resume_changes")
 ADDED_KEYS = {
     "lr_schedule.cooldown": 0.0,  # conf/lr_schedule (constant: the paper's lr throughout)
     "trainer.flush_denormal": True,  # conf/trainer: only denormal floats (|x| < 1.2e-38) are treated otherwise
+    "data.skip_nonfinite": False,  # conf/data: true leaves rows out of the data order
 }
 RUN_DIR = "<run dir>"  # how paths inside the run directory compare: a copied or moved run dir is the same run
 # Keys whose spellings changed while their meaning did not: compared through these maps.

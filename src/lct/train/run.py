@@ -10,12 +10,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lct.builders import build_datamodule, build_objective, build_student, kind, noise_levels
+from lct.builders import build_datamodule, build_objective, build_student, instantiate_part, kind, noise_levels
 from lct.checkpoint import init_from_edm
 from lct.core.edm import preconditioning_gap
 from lct.data.datamodule import resolve_root
@@ -38,8 +37,8 @@ def total_steps(cfg: DictConfig, num_items: int) -> int:
     epochs = cfg.data.get("epochs")
     if not epochs:
         raise LctError(
-            "the total steps K are unknown: trainer.max_steps is -1 and data.epochs is null (the curriculum "
-            "N(k) needs K); pass trainer.max_steps=<steps> or data.epochs=<epochs>"
+            "the total steps K are unknown: trainer.max_steps is not set (-1 or null) and data.epochs is null "
+            "(the curriculum N(k) needs K); pass trainer.max_steps=<steps> or data.epochs=<epochs>"
         )
     return int(epochs) * (num_items // int(cfg.data.batch_size))
 
@@ -69,7 +68,7 @@ def build(cfg: DictConfig, datamodule=None):
     module = ConsistencyModule(
         student=student,
         objective=build_objective(cfg, student, K, datamodule.latent_shape),
-        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        optimizer=instantiate_part(cfg.optimizer, "optimizer", _convert_="all"),
         ema=resolved["ema"],
         latent_shape=datamodule.latent_shape,
         log_every=cfg.log_every,
@@ -80,12 +79,13 @@ def build(cfg: DictConfig, datamodule=None):
         lr_cooldown=cfg.lr_schedule.cooldown,
     )
     log.info("noise levels: %s", levels)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks = [instantiate_part(c, f"callbacks.{k}") for k, c in cfg.callbacks.items() if c is not None]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress-bar callback then
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     callbacks += [ReleaseProcessGroup(), preemption.Preemption(), RunRecord(cfg)]
-    loggers = [instantiate(c) for c in cfg.logger.values() if c is not None] or False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], max_steps=K)
+    loggers = [instantiate_part(c, f"logger.{k}") for k, c in cfg.logger.items() if c is not None] or False
+    extra = {"callbacks": callbacks, "logger": loggers, "plugins": [AtomicCheckpointIO()], "max_steps": K}
+    trainer = instantiate_part(cfg.trainer, "trainer", **extra)
     return module, datamodule, trainer, ckpt
 
 
