@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import batch_noise_labels, check_input, sinusoidal_embedding, valid_resolutions
+from .layers import batch_noise_labels, check_input, no_extra_time, sinusoidal_embedding, valid_resolutions
 from .norms import make_token_norm
 from .registry import Backbone, register_backbone
 
@@ -112,7 +112,8 @@ class FinalLayer(nn.Module):
 
 
 class DiT(Backbone):
-    """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W) as a patch transformer with adaLN-Zero."""
+    """F_theta(x (B,C,H,W), c_noise (B,)[, c_extra (B,)]) -> (B,C,H,W) as a patch transformer with adaLN-Zero;
+    with extra_time=True a second time label (MeanFlow's t - r) is embedded too."""
 
     def __init__(
         self,
@@ -125,6 +126,7 @@ class DiT(Backbone):
         mlp_ratio: float = 4.0,
         norm: str = "layernorm",
         qk_norm: bool = False,
+        extra_time: bool = False,
     ):
         super().__init__()
         _validate(in_channels, resolution, patch_size, hidden_size, num_heads)
@@ -136,6 +138,10 @@ class DiT(Backbone):
         self.blocks = nn.ModuleList(DiTBlock(hidden_size, num_heads, mlp_ratio, norm, qk_norm) for _ in range(depth))
         self.final = FinalLayer(hidden_size, patch_size, in_channels, norm)
         self._init_weights()
+        # A second time label has its own timestep embedder whose output is added to c, as DiT adds its class
+        # embedding; built after the rest is initialized, so every other layer starts as in the single-time
+        # network of the same seed.
+        self.extra_embedder = _timestep_embedder(hidden_size) if extra_time else None
 
     def _init_weights(self) -> None:
         # DiT: xavier everywhere, N(0, 0.02) for the timestep MLP, and zero for every adaLN regressor
@@ -155,10 +161,14 @@ class DiT(Backbone):
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, c_extra: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, self.in_channels, self.resolution)
         b, ch, p, g = x.shape[0], self.in_channels, self.patch, self.grid
         c = self.t_embedder(batch_noise_labels(c_noise, x))  # (B, D)
+        if c_extra is not None:
+            if self.extra_embedder is None:
+                raise no_extra_time(self)
+            c = c + self.extra_embedder(batch_noise_labels(c_extra, x, "c_extra"))  # (B, D)
         h = self.x_embedder(x).flatten(2).transpose(1, 2)  # (B, T, D), T = (H/p)*(W/p)
         h = h + self.pos_embed.to(h.dtype)  # (B, T, D)
         for block in self.blocks:
@@ -166,6 +176,15 @@ class DiT(Backbone):
         h = self.final(h, c)  # (B, T, p*p*C)
         h = h.reshape(b, g, g, p, p, ch).permute(0, 5, 1, 3, 2, 4)  # (B, C, g, p, g, p)
         return h.reshape(b, ch, g * p, g * p)  # (B, C, H, W)
+
+
+def _timestep_embedder(hidden: int) -> TimestepEmbedder:
+    """A TimestepEmbedder with DiT's initialization of its MLP: N(0, 0.02) weights, zero biases."""
+    embedder = TimestepEmbedder(hidden)
+    for layer in (embedder.mlp[0], embedder.mlp[2]):
+        nn.init.normal_(layer.weight, std=0.02)
+        nn.init.zeros_(layer.bias)
+    return embedder
 
 
 def _validate(in_channels: int, resolution: int, patch: int, hidden: int, heads: int) -> None:

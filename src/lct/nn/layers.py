@@ -60,26 +60,37 @@ def resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------
 # Sinusoidal embeddings of c_noise = 250 ln(sigma), which spans about -1554..+1096: computed in fp32
-# whatever the autocast state, because bf16 cannot resolve phases of arguments that large.
+# whatever the autocast state, because bf16 cannot resolve phases of arguments that large; fp64 labels
+# stay fp64, so a float64 network differentiates its time input to float64 precision (finite-difference
+# checks of a JVP, docs/method.md).
 
 
 def sinusoidal_embedding(c_noise: torch.Tensor, dim: int, max_period: float = 1e4) -> torch.Tensor:
     """[cos(c*w_k), sin(c*w_k)] with w_k = max_period^(-k/(dim/2)), k = 0..dim/2-1; (B,) -> (B, dim)."""
+    dtype = torch.float64 if c_noise.dtype == torch.float64 else torch.float32
     half = dim // 2
-    k = torch.arange(half, dtype=torch.float32, device=c_noise.device)
+    k = torch.arange(half, dtype=dtype, device=c_noise.device)
     freqs = torch.exp(-math.log(max_period) * k / half)  # (half,)
-    angles = c_noise.to(torch.float32)[:, None] * freqs[None, :]  # (B, half)
+    angles = c_noise.to(dtype)[:, None] * freqs[None, :]  # (B, half)
     return torch.cat([angles.cos(), angles.sin()], dim=1)  # (B, dim)
 
 
-def batch_noise_labels(c_noise, x: torch.Tensor) -> torch.Tensor:
+def batch_noise_labels(c_noise, x: torch.Tensor, name: str = "c_noise") -> torch.Tensor:
     """c_noise as a (B,) tensor on x's device; a scalar or one-element input is broadcast."""
     c = torch.as_tensor(c_noise, device=x.device).reshape(-1)
     if c.numel() == 1:
         return c.expand(x.shape[0])
     if c.numel() != x.shape[0]:
-        raise ValueError(f"c_noise has {c.numel()} values for a batch of {x.shape[0]}; pass (B,) or a scalar")
+        raise ValueError(f"{name} has {c.numel()} values for a batch of {x.shape[0]}; pass (B,) or a scalar")
     return c
+
+
+def no_extra_time(backbone: nn.Module) -> ValueError:
+    """The error for a second time label given to a backbone built without its embedding."""
+    return ValueError(
+        f"{type(backbone).__name__} was built without a second time input, so it cannot take c_extra; "
+        "build it with extra_time=True (MeanFlow's student builder does)"
+    )
 
 
 def check_input(x: torch.Tensor, channels: int, resolution: int) -> None:

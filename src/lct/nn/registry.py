@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from lct.errors import LctError
@@ -20,6 +21,12 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 class Backbone(nn.Module):
     """Base class of the networks F_theta: what lct.train.speed compiles (the preconditioning and the
     training loop around it stay eager)."""
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, c_extra: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B,C,H,W), c_noise (B,), optional c_extra (B,) -> (B,C,H,W); c_extra is a second time label embedded
+        like c_noise and added to the conditioning (None: exactly the single-time network), which MeanFlow
+        (lct.core.meanflow) needs and the other objectives do not."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, c_noise[, c_extra])")
 
 
 def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None):

@@ -15,7 +15,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import batch_noise_labels, check_input, conv, linear, resample, sinusoidal_embedding, valid_resolutions
+from .layers import (
+    batch_noise_labels,
+    check_input,
+    conv,
+    linear,
+    no_extra_time,
+    resample,
+    sinusoidal_embedding,
+    valid_resolutions,
+    zeros_,
+)
 from .norms import NORMS, make_norm
 from .registry import Backbone, register_backbone
 
@@ -102,7 +112,8 @@ class UNetBlock(nn.Module):
 
 
 class ADMUNet(Backbone):
-    """F_theta(x (B,C,H,W), c_noise (B,)) -> (B,C,H,W): EDM's DhariwalUNet with a selectable norm."""
+    """F_theta(x (B,C,H,W), c_noise (B,)[, c_extra (B,)]) -> (B,C,H,W): EDM's DhariwalUNet with a selectable
+    norm and, with extra_time=True, a second time label (MeanFlow's t - r)."""
 
     def __init__(
         self,
@@ -117,6 +128,7 @@ class ADMUNet(Backbone):
         dropout: float = 0.0,
         norm: str = "nsln",
         out_norm: str | None = None,
+        extra_time: bool = False,
     ):
         super().__init__()
         channel_mult = tuple(channel_mult)
@@ -160,14 +172,19 @@ class ADMUNet(Backbone):
                 self._add_dec(UNetBlock(cin, cout, resolution=res, attention=res in attn, **kw), True)
         self.out_norm = make_norm(out_norm or norm, cout, resolution)
         self.out_conv = conv(cout, in_channels, 3, zero=True)
+        # A second time label enters as EDM's augment label does (DhariwalUNet's map_augment): its own
+        # bias-free, zero-initialized linear map of the sinusoidal features, added before the shared MLP.
+        # Built last, so every other layer starts as in the single-time network of the same seed.
+        self.map_extra = zeros_(nn.Linear(model_channels, model_channels, bias=False)) if extra_time else None
 
     def _add_dec(self, block: UNetBlock, takes_skip: bool) -> None:
         self.dec.append(block)
         self.dec_takes_skip.append(takes_skip)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, c_extra: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, self.in_channels, self.resolution)
-        emb = self.noise_embedding(batch_noise_labels(c_noise, x))  # (B, E) fp32
+        extra = None if c_extra is None else batch_noise_labels(c_extra, x, "c_extra")
+        emb = self.noise_embedding(batch_noise_labels(c_noise, x), extra)  # (B, E) fp32
         skips = []
         for layer in self.enc:
             x = layer(x, emb) if isinstance(layer, UNetBlock) else layer(x)  # (B, C_l, H_l, W_l)
@@ -180,10 +197,15 @@ class ADMUNet(Backbone):
         with torch.autocast(x.device.type, enabled=False):
             return self.out_conv(F.silu(self.out_norm(x.to(self.out_conv.weight.dtype))))  # (B, C, H, W)
 
-    def noise_embedding(self, c_noise: torch.Tensor) -> torch.Tensor:
-        """(B,) c_noise -> (B, E) conditioning, in fp32 whatever the autocast state (see layers.py)."""
+    def noise_embedding(self, c_noise: torch.Tensor, c_extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) c_noise [and (B,) c_extra] -> (B, E) conditioning, in fp32 whatever the autocast state."""
+        if c_extra is not None and self.map_extra is None:
+            raise no_extra_time(self)
         with torch.autocast(c_noise.device.type, enabled=False):
-            emb = sinusoidal_embedding(c_noise, self.emb_dim).to(self.map0.weight.dtype)  # (B, mc)
+            dtype = self.map0.weight.dtype
+            emb = sinusoidal_embedding(c_noise, self.emb_dim).to(dtype)  # (B, mc)
+            if c_extra is not None:
+                emb = emb + self.map_extra(sinusoidal_embedding(c_extra, self.emb_dim).to(dtype))  # (B, mc)
             return F.silu(self.map1(F.silu(self.map0(emb))))  # (B, E)
 
 
