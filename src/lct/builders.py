@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lct.cli import debug_requested
-from lct.core import KINDS, ConsistencyFunction, ConsistencyObjective, Denoiser, EDMObjective, NoiseLevels
+from lct.core import BuildContext, NoiseLevels, get_kind
+from lct.core.kinds import KINDS, kind_choices
 from lct.errors import LctError
 
 
@@ -19,12 +18,11 @@ def noise_levels(cfg) -> NoiseLevels:
 
 
 def kind(cfg) -> str:
-    """`method.kind`: consistency (the paper's method) or diffusion (the EDM baseline, experiment=edm)."""
+    """`method.kind`: a registered kind (lct.core.kinds): consistency (the paper's method), diffusion
+    (the EDM baseline, experiment=edm), scm (experiment=scm), meanflow (experiment=meanflow)."""
     value = cfg.method.get("kind", "consistency")  # configs written before the EDM baseline
     if value not in KINDS:
-        raise LctError(
-            f"method.kind={value!r} is invalid: choose one of {', '.join(KINDS)} (experiment=edm sets diffusion)"
-        )
+        raise LctError(f"method.kind={value!r} is invalid: choose one of {kind_choices()}")
     return value
 
 
@@ -81,36 +79,22 @@ def build_datamodule(cfg):
     return dm
 
 
-def build_student(cfg) -> ConsistencyFunction | Denoiser:
-    """The configured backbone inside the run's preconditioning: f_theta (consistency) or EDM's D_theta."""
+def build_student(cfg):
+    """The configured backbone inside the run's kind's parametrization (lct.core.kinds): f_theta
+    (consistency), EDM's D_theta (diffusion), TrigFlow's f_theta (scm), ..."""
     backbone = instantiate_part(cfg.backbone, "backbone", _convert_="all")
-    if kind(cfg) == "diffusion":
-        return Denoiser(backbone, noise_levels(cfg).sigma_data)
-    return ConsistencyFunction(backbone, noise_levels(cfg))
+    return get_kind(kind(cfg)).student(backbone, noise_levels(cfg))
 
 
-def build_objective(cfg, student, total_steps: int, latent_shape) -> ConsistencyObjective | EDMObjective:
-    """The per-step method from `method.*`; the c schedule gets D = C*H*W, the teacher the student.
-    A diffusion run's objective is EDM's (`method.edm`: P_mean, P_std)."""
-    if kind(cfg) == "diffusion":
-        edm = dict(cfg.method.get("edm") or {})
-        unknown = sorted(set(edm) - {"p_mean", "p_std"})
-        if unknown:
-            raise LctError(
-                f"method.edm has unknown keys {unknown}; it takes p_mean and p_std (conf/experiment/edm.yaml)"
-            )
-        return EDMObjective(noise_levels(cfg), **edm, seed=int(cfg.seed))
-    teacher = _part(cfg, "teacher")
-    teacher.bind(student)
-    return ConsistencyObjective(
+def build_objective(cfg, student, total_steps: int, latent_shape):
+    """The run's kind's per-step objective from `method.*` (lct.core.kinds): e.g. ConsistencyObjective,
+    whose c schedule gets D = C*H*W and whose teacher binds to the student, or EDM's (`method.edm`)."""
+    ctx = BuildContext(
+        method=cfg.method,
         levels=noise_levels(cfg),
-        metric=_part(cfg, "metric"),
-        c=_part(cfg, "c", _partial_=True)(dim=math.prod(int(s) for s in latent_shape)),
-        coupling=_part(cfg, "coupling"),
-        noise=_part(cfg, "noise"),
-        teacher=teacher,
-        diffusion=_part(cfg, "diffusion"),
-        curriculum=_part(cfg, "curriculum"),
-        total_steps=total_steps,
+        total_steps=int(total_steps),
+        latent_shape=tuple(int(s) for s in latent_shape),
         seed=int(cfg.seed),
+        part=lambda key, **kwargs: _part(cfg, key, **kwargs),
     )
+    return get_kind(kind(cfg)).objective(student, ctx)

@@ -6,6 +6,7 @@ from .coupling import MinibatchOT, NoCoupling, ot_pair, ot_permutation, pair_cos
 from .diagnostics import residual_stats
 from .edm import Denoiser
 from .ema import ema_decay, ema_update
+from .kinds import BuildContext, Kind, get_kind, register_kind
 from .losses import LossTerms, LowNoiseDiffusion, consistency_loss, diffusion_loss, diffusion_mask, lct_loss, td_pair
 from .metrics import L2, Cauchy, GemanMcClure, PseudoHuber
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas

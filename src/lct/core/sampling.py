@@ -7,8 +7,7 @@ import math
 import torch
 
 from ._checks import check_finite
-from .edm import heun_sigmas, heun_solve, heun_steps_for_nfe
-from .noise_levels import PAPER, NoiseLevels
+from .noise_levels import PAPER
 
 
 @torch.no_grad()
@@ -53,27 +52,7 @@ def twostep_sample(
 
 
 # ----------------------------------------------------------------------------
-# One entry point per model kind: a consistency model samples on a sigma list (1 or 2 NFE), the EDM
-# denoiser with Heun's sampler on a time grid ending at 0 (any odd NFE).
+# One entry point per model kind: the registry (lct.core.kinds) says which sampler and which times a kind's
+# model takes; imported last because the registry's built-in entries use the samplers above.
 
-KINDS = ("consistency", "diffusion")
-# The NFE a run's in-loop callbacks and lct.evaluate use unless told: the paper's 1 and 2 for
-# consistency; 1 and EDM's 35 (18 Heun steps) for diffusion.
-DEFAULT_NFE = {"consistency": (1, 2), "diffusion": (1, 35)}
-
-
-def nfe_sigmas(kind: str, levels: NoiseLevels, nfe: int, sigma_mid: float | None = None) -> list[float]:
-    """The sigmas that `sample` takes for `nfe` evaluations: consistency [sigma_max(, sigma_mid)];
-    diffusion the Heun grid t_0 = sigma_max > ... > t_N = 0 with 2N - 1 = nfe (LctError otherwise)."""
-    if kind == "diffusion":
-        return heun_sigmas(heun_steps_for_nfe(nfe), levels.sigma_min, levels.sigma_max, levels.rho).tolist()
-    return levels.nfe_sigmas(nfe, sigma_mid)
-
-
-def sample(
-    kind: str, model, noise: torch.Tensor, sigmas, levels: NoiseLevels, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """x0 from unit noise: multistep_sample for a consistency function, heun_solve for an EDM denoiser."""
-    if kind == "diffusion":
-        return heun_solve(model, noise, sigmas)
-    return multistep_sample(model, noise, sigmas, levels.sigma_min, generator)
+from .kinds import DEFAULT_NFE, KINDS, nfe_sigmas, sample  # noqa: E402,F401  (re-exported)

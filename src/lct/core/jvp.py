@@ -1,0 +1,19 @@
+"""Forward-mode derivatives through a backbone (sCM's and MeanFlow's tangents): torch.func.jvp with the
+attention kernels that support forward AD.
+
+torch's fused scaled_dot_product_attention kernels (flash on CPU and CUDA, memory-efficient on CUDA) have
+no forward-AD formula; its math kernel is built from differentiable ops, so under `jvp` every attention
+call of lct's backbones (lct.nn: UNet and DiT) runs the math kernel. The primal output is the same
+function (to rounding); only the kernel differs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def jvp(fn, primals: tuple, tangents: tuple) -> tuple:
+    """(fn(*primals), d/de fn(primals + e tangents) at e = 0) through torch.func.jvp, with math attention."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        return torch.func.jvp(fn, tuple(primals), tuple(tangents))
