@@ -15,7 +15,8 @@ from lct.train.callbacks import ReleaseProcessGroup
 class TinyModule(L.LightningModule):
     def __init__(self):
         super().__init__()
-        self.f = tiny_bundle().model
+        bundle = tiny_bundle()
+        self.f, self.noise_levels = bundle.model, bundle.noise  # the callback samples at the run's levels
         self.generate_calls = []
 
     def training_step(self, batch, batch_idx):

@@ -20,7 +20,7 @@ from lct.errors import LctError
 
 from ._checks import check_finite, check_finite_on_host, check_same_shape
 from .noise_levels import PAPER, NoiseLevels, karras_sigmas
-from .precond import boundary_scalings
+from .precond import boundary_scalings, c_noise
 
 SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = PAPER.sigma_data, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho
 
@@ -61,7 +61,7 @@ class Denoiser(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
         sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma  # (B,)
         c_skip, c_out, c_in = (c.view(-1, 1, 1, 1) for c in edm_scalings(sigma, self.sigma_data))
-        F = self.backbone(c_in * x, 250.0 * torch.log(sigma))  # (B,C,H,W)
+        F = self.backbone(c_in * x, c_noise(sigma, check=False))  # (B,C,H,W)
         return c_skip * x + c_out * F
 
 

@@ -13,12 +13,14 @@ import numpy as np
 
 from lct.errors import LctError
 
-PAPER_SLOPE, PAPER_OFFSET = -1.15, -0.85  # the paper's adaptive c: ln c = -1.15 ln(N-1) - 0.85
+from .c_schedules import ADAPTIVE_OFFSET, ADAPTIVE_SLOPE
+
+PAPER_SLOPE, PAPER_OFFSET = ADAPTIVE_SLOPE, ADAPTIVE_OFFSET  # the paper's adaptive c (its one source: c_schedules)
 STAGE_REDUCTIONS = ("median", "mean")
 
 
 def power_law(n_scales, slope: float, offset: float) -> np.ndarray:
-    """c(N) = exp(slope * ln(N-1) + offset) (float64 array)."""
+    """c(N) = exp(slope * ln(N-1) + offset) (float64 array; numpy's twin of lct.core.c_schedules.adaptive_c)."""
     n = np.asarray(n_scales, dtype=np.float64)
     if (n < 2).any():
         raise LctError(f"the power law needs N >= 2, got {n_scales}")

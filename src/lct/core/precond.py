@@ -33,10 +33,13 @@ def boundary_scalings(sigma, noise: NoiseLevels = PAPER):
     )
 
 
-def c_noise(sigma) -> torch.Tensor:
-    """Network conditioning c_noise = 1000 * 0.25 * ln(sigma) = 250 ln(sigma) (diffusers' sigma_to_t)."""
+def c_noise(sigma, check: bool = True) -> torch.Tensor:
+    """Network conditioning c_noise = 1000 * 0.25 * ln(sigma) = 250 ln(sigma) (diffusers' sigma_to_t).
+
+    The forward passes use check=False: their sigma is range-checked already (or comes from a validated
+    grid on the device, where a check would cost a host sync per forward)."""
     s = torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None)
-    if bool((s <= 0).any()) or not bool(torch.isfinite(s).all()):
+    if check and (bool((s <= 0).any()) or not bool(torch.isfinite(s).all())):
         raise ValueError("c_noise needs finite sigma > 0")
     return 250.0 * torch.log(s)
 
@@ -60,5 +63,5 @@ class ConsistencyFunction(nn.Module):
         sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma  # (B,)
         scalings = _scalings(sigma, self.noise.sigma_data, self.noise.sigma_min)
         c_skip, c_out, c_in = (c.view(-1, 1, 1, 1) for c in scalings)
-        F = self.backbone(c_in * x, 250.0 * torch.log(sigma))  # (B,C,H,W)
+        F = self.backbone(c_in * x, c_noise(sigma, check=False))  # (B,C,H,W)
         return c_skip * x + c_out * F

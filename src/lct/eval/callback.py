@@ -16,8 +16,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from lct.core.noise_levels import PAPER
 from lct.core.sampling import DEFAULT_NFE, nfe_sigmas
+from lct.errors import LctError
 
 from .grid import image_grid, save_png, side_by_side
 from .metrics import GenerativeMetrics
@@ -34,7 +34,8 @@ def preempted(pl_module) -> bool:
 
 class PeriodicSamplingCallback(L.Callback):
     """Base of the in-loop sampling callbacks: `run(trainer, pl_module)` every `every_n_steps` and at train
-    end, with the run's noise levels and sampler kind (read from the module at fit start).
+    end, with the run's noise levels and sampler kind (read from the module at fit start: the module's
+    `noise_levels`, from the run's method.sigma or its checkpoint; there is no default).
 
     nfe None: the run's kind's default (lct.core.DEFAULT_NFE: 1 and 2 for consistency, 1 and 35 Heun
     evaluations for an EDM run); an NFE the run's sampler cannot do stops the run at fit start."""
@@ -53,12 +54,19 @@ class PeriodicSamplingCallback(L.Callback):
         # None: from the run's noise levels at fit start (its sigma_mid, or this index on its grid)
         self._sigma_mid, self.sigma_mid_index = sigma_mid, sigma_mid_index
         self._nfe = None if nfe is None else tuple(int(n) for n in nfe)
-        self._use_noise_levels(PAPER)
+        self.noise = None  # the run's, at fit start
         self._last_step = -1
 
     def _use_run(self, pl_module: L.LightningModule) -> None:
         """The run's noise levels and sampler kind; an NFE its sampler cannot do fails now, not at the first pass."""
-        self._use_noise_levels(getattr(pl_module, "noise_levels", PAPER), getattr(pl_module, "kind", "consistency"))
+        noise = getattr(pl_module, "noise_levels", None)
+        if noise is None:
+            raise LctError(
+                f"{type(self).__name__} samples at the run's noise levels, but {type(pl_module).__name__} has no "
+                "`noise_levels` (lct.core.NoiseLevels of the run's method.sigma); give the module its run's noise "
+                "levels (lct.train's ConsistencyModule has them) or drop the callback"
+            )
+        self._use_noise_levels(noise, getattr(pl_module, "kind", "consistency"))
         for n in self.nfe:
             self.sigmas(n)
 
@@ -87,6 +95,15 @@ class PeriodicSamplingCallback(L.Callback):
 
     def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def log_results(trainer: L.Trainer, results: dict[str, float]) -> None:
+        """Hand `results` to every logger at this step and to callback_metrics (which ModelCheckpoint monitors)."""
+        # Straight to the loggers: pl_module.log would drop a step that is not a multiple of
+        # log_every_n_steps, and is not allowed in on_train_end.
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics(results, step=trainer.global_step)
 
 
 class SampleGridCallback(PeriodicSamplingCallback):
@@ -241,18 +258,11 @@ class SampleEvalCallback(SampleGridCallback):
         ref = ref or load_or_compute_reference(path, expected, compute, "error")
         self.metrics.set_reference(ref, trainer.global_rank, trainer.world_size)
 
-    # -- hooks ---------------------------------------------------------------------------------
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
-            self._log(trainer, self.evaluate(trainer, pl_module))
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.at_train_end and trainer.global_step != self._last_step and not preempted(pl_module):
-            self._log(trainer, self.evaluate(trainer, pl_module))
-
     # -- work ----------------------------------------------------------------------------------
+
+    def run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Score and log (the base class's hooks call this every k steps and at train end)."""
+        self.log_results(trainer, self.evaluate(trainer, pl_module))
 
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
@@ -278,10 +288,3 @@ class SampleEvalCallback(SampleGridCallback):
         if trainer.is_global_zero:
             self._save_grid(trainer, side_by_side(grids))
         return results
-
-    def _log(self, trainer, results: dict[str, float]) -> None:
-        # Straight to the loggers: pl_module.log would drop a step that is not a multiple of
-        # log_every_n_steps, and is not allowed in on_train_end. callback_metrics feeds ModelCheckpoint.
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
-        for logger in trainer.loggers:
-            logger.log_metrics(results, step=trainer.global_step)

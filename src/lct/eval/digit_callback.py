@@ -14,7 +14,7 @@ import logging
 import lightning as L
 import torch
 
-from lct.core.noise_levels import PAPER, NoiseLevels
+from lct.core.noise_levels import NoiseLevels
 from lct.core.sampling import nfe_sigmas
 from lct.errors import LctError
 
@@ -35,8 +35,8 @@ def sample_images(
     nfe: int,
     sigma_mid: float,
     batch_size: int,
-    noise: NoiseLevels = PAPER,
-    kind: str = "consistency",
+    noise: NoiseLevels,
+    kind: str,
 ):
     """Decoded EMA samples at `nfe` NFE (consistency 1: [sigma_max], 2: [sigma_max, sigma_mid]; diffusion: Heun
     with 2 steps - 1 = nfe), one batch at a time."""
@@ -132,8 +132,4 @@ class DigitMetricCallback(PeriodicSamplingCallback):
                     for n in self.nfe
                 ),
             )
-        # Straight to the loggers, as SampleEvalCallback does: self.log would drop steps and is not
-        # allowed in on_train_end. callback_metrics lets ModelCheckpoint monitor digits/fid_1nfe.
-        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
-        for logger in trainer.loggers:
-            logger.log_metrics(results, step=trainer.global_step)
+        self.log_results(trainer, results)  # ModelCheckpoint may monitor digits/fid_1nfe

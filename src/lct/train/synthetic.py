@@ -6,7 +6,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lct.core.noise_levels import NoiseLevels
 from lct.data.loader import step_loader
 
 
@@ -24,20 +23,25 @@ class _Rows(Dataset):
 
 
 class SyntheticLatentDataModule(L.LightningDataModule):
-    """N(0, sigma_data^2) tensors of `latent_shape` (like normalized latents); no codec."""
+    """N(0, sigma_data^2) tensors of `latent_shape` (like normalized latents); no codec.
+
+    `sigma_data` is the run's method.sigma.data (lct.builders.build_datamodule passes it); `epochs` is read by
+    the trainer config (K = epochs x steps per epoch) and accepted so that the whole `data` group can be
+    instantiated. Any other key is refused, so that a misspelt `data.<key>` is not silently ignored."""
 
     def __init__(
         self,
+        *,
+        sigma_data: float,
         num_items: int = 1024,
         latent_channels: int = 4,
         latent_resolution: int = 8,
         batch_size: int = 64,
         seed: int = 0,
-        sigma_data: float = NoiseLevels.sigma_data,
-        **_,
+        epochs: int | None = None,
     ):
         super().__init__()
-        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.num_items, self.batch_size, self.seed, self.epochs = num_items, batch_size, seed, epochs
         self.latent_shape = (latent_channels, latent_resolution, latent_resolution)
         g = torch.Generator().manual_seed(seed)
         self.data = sigma_data * torch.randn((num_items, *self.latent_shape), generator=g)
