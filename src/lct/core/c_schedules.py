@@ -1,7 +1,9 @@
 """Schedules for the robust-metric scale c (the `method.c` part, protocol `CSchedule`).
 
 c(n_scales, step) -> float each step; `observe(residual)` after every finite step; `state_dict` /
-`load_state_dict` carry any state into checkpoints. The builder passes D = C*H*W as `dim`.
+`load_state_dict` carry any state into checkpoints. The builder passes the run's shape as keywords:
+`dim` = D = C*H*W and `total_steps` = K (lct.builders.build_objective). The schedules here depend on
+D and N(k) only, so they accept K and leave it unused; a schedule of the run's progress k / K reads it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Stateless:
 class ConstantC(Stateless):
     """A fixed c (value given, or the iCT default 0.00054 sqrt(D) when value is None)."""
 
-    def __init__(self, dim: int, value: float | None = None):
+    def __init__(self, dim: int, value: float | None = None, total_steps: int | None = None):
         self.value = ict_default_c(dim) if value is None else float(value)
         if self.value <= 0:
             from lct.errors import LctError
@@ -58,7 +60,14 @@ class AdaptiveC(Stateless):
     """sLCT: the iCT default during the first curriculum stage (N <= s0 + 1), then
     c(N) = exp(slope ln(N-1) + offset)."""
 
-    def __init__(self, dim: int, s0: int = 10, slope: float = ADAPTIVE_SLOPE, offset: float = ADAPTIVE_OFFSET):
+    def __init__(
+        self,
+        dim: int,
+        s0: int = 10,
+        slope: float = ADAPTIVE_SLOPE,
+        offset: float = ADAPTIVE_OFFSET,
+        total_steps: int | None = None,
+    ):
         self.first_stage_c, self.s0 = ict_default_c(dim), int(s0)
         self.slope, self.offset = float(slope), float(offset)
 
@@ -76,7 +85,9 @@ class OnlineC:
     observation the iCT default holds.
     """
 
-    def __init__(self, dim: int, momentum: float = 0.99, scale: float = 1.0, floor: float = 1e-6):
+    def __init__(
+        self, dim: int, momentum: float = 0.99, scale: float = 1.0, floor: float = 1e-6, total_steps: int | None = None
+    ):
         if not 0 <= momentum < 1:
             from lct.errors import LctError
 

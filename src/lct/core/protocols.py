@@ -20,7 +20,8 @@ class RobustMetric(Protocol):
 
 
 class CSchedule(Protocol):
-    """`method.c`: the metric's scale c. Built with `dim` = D = C*H*W as a keyword argument."""
+    """`method.c`: the metric's scale c. Built with the run's shape as keyword arguments: `dim` = D = C*H*W
+    and `total_steps` = K (a schedule that needs neither still accepts both)."""
 
     def __call__(self, n_scales: int, step: int) -> float:
         """c for the current grid size N(k) at global step k."""

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-NORMS = ("groupnorm", "instancenorm", "layernorm", "rmsnorm", "nsln")
+NORMS = ("groupnorm", "instancenorm", "layernorm", "rmsnorm", "nsln")  # the UNet's (make_norm)
+TOKEN_NORMS = ("layernorm", "rmsnorm", "nsln")  # the DiT's (make_token_norm): per token, before adaLN
 EPS = 1e-5  # EDM/ADM's eps for every norm; the paper's NsLN keeps it
 
 
@@ -43,6 +44,14 @@ class NonScalingLayerNorm(nn.LayerNorm):
 # ----------------------------------------------------------------------------
 
 
+class UnknownNorm(ValueError):
+    """A norm a backbone does not have; `choices` are the ones it does (lct.nn.build_backbone names both)."""
+
+    def __init__(self, kind: str, choices: tuple[str, ...]):
+        super().__init__(f"unknown norm {kind!r}; choose one of {', '.join(choices)}")
+        self.kind, self.choices = kind, choices
+
+
 def group_count(channels: int, max_groups: int = 32, min_channels_per_group: int = 4) -> int:
     """ADM/EDM's GroupNorm rule (32 groups, fewer when a group would hold < 4 channels), reduced to
     a divisor of `channels` so that widths such as 144 still work."""
@@ -67,7 +76,7 @@ def make_norm(kind: str, channels: int, resolution: int) -> nn.Module:
         return nn.RMSNorm(shape, eps=EPS)
     if kind == "nsln":
         return NonScalingLayerNorm(shape)
-    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+    raise UnknownNorm(kind, NORMS)
 
 
 def make_token_norm(kind: str, width: int) -> nn.Module:
@@ -79,7 +88,7 @@ def make_token_norm(kind: str, width: int) -> nn.Module:
         return nn.RMSNorm(width, eps=1e-6, elementwise_affine=False)
     if kind == "nsln":
         return NonScalingLayerNorm(width, eps=1e-6)
-    raise ValueError(f"unknown token norm {kind!r}; choose one of layernorm, rmsnorm, nsln")
+    raise UnknownNorm(kind, TOKEN_NORMS)
 
 
 def frozen_parameter_count(module: nn.Module) -> int:

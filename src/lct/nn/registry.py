@@ -15,6 +15,8 @@ from torch import nn
 
 from lct.errors import LctError
 
+from .norms import UnknownNorm
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -44,7 +46,13 @@ def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None
 def build_backbone(name: str, **overrides) -> nn.Module:
     """Instantiate a registered backbone, e.g. build_backbone('dit_B_2', in_channels=4, resolution=32)."""
     check_backbone_name(name)
-    return BACKBONES[name](**overrides)
+    try:
+        return BACKBONES[name](**overrides)
+    except UnknownNorm as err:  # `norm=<option>` reaches every backbone; this one has other norms
+        raise LctError(
+            f"norm={err.kind!r} does not apply to backbone {name}: it supports {', '.join(err.choices)}; choose "
+            f"one with norm=<name> (conf/norm/), or norm=null to keep conf/backbone/{name}.yaml's own"
+        ) from None
 
 
 def check_backbone_name(name) -> None:
