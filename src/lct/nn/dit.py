@@ -142,6 +142,7 @@ class DiT(Backbone):
         # embedding; built after the rest is initialized, so every other layer starts as in the single-time
         # network of the same seed.
         self.extra_embedder = _timestep_embedder(hidden_size) if extra_time else None
+        self.extra_time = bool(extra_time)
 
     def _init_weights(self) -> None:
         # DiT: xavier everywhere, N(0, 0.02) for the timestep MLP, and zero for every adaLN regressor

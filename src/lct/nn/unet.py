@@ -176,6 +176,7 @@ class ADMUNet(Backbone):
         # bias-free, zero-initialized linear map of the sinusoidal features, added before the shared MLP.
         # Built last, so every other layer starts as in the single-time network of the same seed.
         self.map_extra = zeros_(nn.Linear(model_channels, model_channels, bias=False)) if extra_time else None
+        self.extra_time = bool(extra_time)
 
     def _add_dec(self, block: UNetBlock, takes_skip: bool) -> None:
         self.dec.append(block)
