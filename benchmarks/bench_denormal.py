@@ -51,7 +51,7 @@ def main() -> None:
     from omegaconf import OmegaConf
 
     from lct.builders import build_datamodule, build_objective, build_student
-    from lct.ckpt_io import read_checkpoint_file
+    from lct.io.ckpt_file import read_checkpoint_file
 
     ckpt_path = Path(args.ckpt)
     cfg = OmegaConf.load(ckpt_path.parents[1] / "config_resolved.yaml")

@@ -8,10 +8,10 @@ import pytest
 import torch
 from train_utils import compose_cfg, fit, sample_npz
 
-import lct.sample as sample_cli
-from lct.checkpoint import _read, load_for_sampling
+import lct.cli.sample as sample_cli
 from lct.core import NoiseLevels
 from lct.errors import LctError
+from lct.io.checkpoint import _read, load_for_sampling
 
 
 def test_trained_checkpoint_samples_and_decodes_through_the_public_loader(tmp_path):

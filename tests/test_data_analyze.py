@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lct.analyze import GAUSSIAN_REFERENCE, outlier_stats
+from lct.data.analysis import GAUSSIAN_REFERENCE, outlier_stats
 
 
 def test_gaussian_matches_reference_rates():

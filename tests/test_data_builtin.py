@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lct.autoencoder import mnist_split, psnr
 from lct.data import LatentCodec, LatentDataError, LatentDataModule
 from lct.data.vae import builtin_vae_path
+from lct.tools.autoencoder import mnist_split, psnr
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"

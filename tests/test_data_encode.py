@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lct.cli.encode import main as encode_main
 from lct.data.encoding import EncodeOptions, encode_latents
 from lct.data.shards import LatentDataError, LatentShards
 from lct.data.vae import save_tiny_vae
-from lct.encode import main as encode_main
 from lct.errors import LctError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

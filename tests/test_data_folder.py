@@ -13,11 +13,11 @@ from PIL import Image, ImageDraw
 from train_utils import compose_cfg, fit
 
 from lct.builders import build_datamodule
-from lct.checkpoint import load_for_sampling
+from lct.cli.encode import main as encode_main
 from lct.core.sampling import multistep_sample
 from lct.data.builtin import MARKER
-from lct.encode import main as encode_main
 from lct.errors import LctError
+from lct.io.checkpoint import load_for_sampling
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -7,13 +7,13 @@ import torch
 from test_eval_helpers import tiny_bundle
 from train_utils import compose_cfg, fit, sample_npz
 
-import lct.evaluate as evaluate_cli
-import lct.sample as sample_cli
+import lct.cli.evaluate as evaluate_cli
+import lct.cli.sample as sample_cli
 import lct.train.run as run
-from lct.checkpoint import load_for_sampling
 from lct.core import ConsistencyFunction, Denoiser
 from lct.core.edm import heun_sigmas
 from lct.errors import LctError
+from lct.io.checkpoint import load_for_sampling
 from lct.train.validate import validate_config
 
 EDM = ["experiment=edm", "data.batch_size=8", "log_every=1"]

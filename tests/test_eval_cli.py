@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from test_eval_helpers import TinyFeatures, fake_checkpoint, install_fake_loader, tiny_bundle
 
-import lct.evaluate as evaluate_cli
-import lct.sample as sample_cli
+import lct.cli.evaluate as evaluate_cli
+import lct.cli.sample as sample_cli
+import lct.eval.run as eval_run
 from lct.eval.bundle import CheckpointMismatch, check_latent_shape
 from lct.eval.metrics import GenerativeMetrics
 
@@ -106,9 +107,7 @@ def test_sample_accepts_an_explicit_sigma_list(ckpt, tmp_path):
 
 
 def test_evaluate_reports_both_nfe_searches_and_resumes(ckpt, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        evaluate_cli, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures())
-    )
+    monkeypatch.setattr(eval_run, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures()))
     real = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "real.npz", images=real)
     argv = [
@@ -170,11 +169,9 @@ def test_cli_loads_refuse_a_mismatched_checkpoint(tmp_path, monkeypatch):
 
 
 def test_evaluate_adds_its_scores_to_the_runs_record(ckpt, tmp_path, monkeypatch):
-    from lct import records
+    from lct.io import records
 
-    monkeypatch.setattr(
-        evaluate_cli, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures())
-    )
+    monkeypatch.setattr(eval_run, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=TinyFeatures()))
     np.savez(tmp_path / "real.npz", images=np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8))
     records.write_record(ckpt.parent, {"schema": records.SCHEMA_VERSION, "status": "finished", "eval": {}})
     argv = [str(ckpt), "--out", str(tmp_path / "e"), "--num-samples", "10", "--batch-size", "4", "--chunk-size", "4"]

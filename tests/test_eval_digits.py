@@ -9,8 +9,7 @@ import pytest
 import torch
 from train_utils import compose_cfg
 
-import lct.evaluate as evaluate_cli
-from lct.digit_classifier import mnist_labelled_split
+import lct.cli.evaluate as evaluate_cli
 from lct.errors import LctError
 from lct.eval.digits import (
     DigitScorer,
@@ -21,6 +20,7 @@ from lct.eval.digits import (
     legibility,
     legible_balanced,
 )
+from lct.tools.digit_classifier import mnist_labelled_split
 
 
 def _random_spd(d, seed):

@@ -74,8 +74,8 @@ class TinyCodec:
 
 
 def tiny_bundle(latent_shape=LATENT_SHAPE, codec_shape=LATENT_SHAPE, channels: int = 4):
-    from lct.checkpoint import Bundle
     from lct.core import PAPER, ConsistencyFunction
+    from lct.io.checkpoint import Bundle
 
     torch.manual_seed(0)
     model = ConsistencyFunction(TinyBackbone(channels)).eval()
@@ -90,17 +90,17 @@ def tiny_bundle(latent_shape=LATENT_SHAPE, codec_shape=LATENT_SHAPE, channels: i
 
 
 def install_fake_loader(monkeypatch, bundle_fn=tiny_bundle):
-    """Make lct.checkpoint.load_for_sampling return a tiny bundle (whether or not the real module exists)."""
+    """Make lct.io.checkpoint.load_for_sampling return a tiny bundle (whether or not the real module exists)."""
 
     def load_for_sampling(path, ema=True, map_location="cpu"):
         assert os.path.isfile(path), path
         return bundle_fn()
 
     try:
-        import lct.checkpoint as mod
+        import lct.io.checkpoint as mod
     except ImportError:
-        mod = types.ModuleType("lct.checkpoint")
-        monkeypatch.setitem(sys.modules, "lct.checkpoint", mod)
+        mod = types.ModuleType("lct.io.checkpoint")
+        monkeypatch.setitem(sys.modules, "lct.io.checkpoint", mod)
     monkeypatch.setattr(mod, "load_for_sampling", load_for_sampling, raising=False)
 
 

@@ -10,7 +10,8 @@ from test_eval_helpers import TinyFeatures, fake_checkpoint, install_fake_loader
 from torch import nn
 from torch.nn import functional as F
 
-import lct.evaluate as evaluate_cli
+import lct.cli.evaluate as evaluate_cli
+import lct.eval.run as eval_run
 from lct.data.sources import load_mnist
 from lct.errors import LctError
 from lct.eval.inception import resize, to_uint8
@@ -117,10 +118,10 @@ def test_evaluate_with_authors_protocol_rounds_count_and_keeps_separate_caches(t
     install_fake_loader(monkeypatch)
     ckpt = fake_checkpoint(tmp_path)
     tiny = TinyFeatures()
-    monkeypatch.setattr(evaluate_cli, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=tiny))
+    monkeypatch.setattr(eval_run, "GenerativeMetrics", functools.partial(GenerativeMetrics, extractor=tiny))
     net = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 64))
-    monkeypatch.setattr(evaluate_cli, "authors_extractor", lambda path: AuthorsFeatures(net, "tiny", 64))
-    monkeypatch.setattr(evaluate_cli, "authors_sample_count", functools.partial(authors_sample_count, global_batch=8))
+    monkeypatch.setattr(eval_run, "authors_extractor", lambda path: AuthorsFeatures(net, "tiny", 64))
+    monkeypatch.setattr(eval_run, "authors_sample_count", functools.partial(authors_sample_count, global_batch=8))
     real = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "real.npz", images=real)
     common = [
@@ -156,7 +157,7 @@ def test_evaluate_with_authors_protocol_rounds_count_and_keeps_separate_caches(t
 def test_authors_protocol_needs_real_images_for_a_non_builtin_dataset(tmp_path, monkeypatch):
     install_fake_loader(monkeypatch)
     ckpt = fake_checkpoint(tmp_path)
-    monkeypatch.setattr(evaluate_cli, "authors_extractor", lambda path: AuthorsFeatures(Recorder(), "rec", 3))
+    monkeypatch.setattr(eval_run, "authors_extractor", lambda path: AuthorsFeatures(Recorder(), "rec", 3))
     with pytest.raises(LctError, match="--reference-images"):
         evaluate_cli.main(
             [

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from lct import fit_c
+from lct.cli import fit_c
 from lct.core.fit import power_law
 from lct.errors import LctError
+from lct.train import c_fit
 
 HEADER = ["epoch", "step", "train/N", "train/loss", "train/td_std"]
 
@@ -53,7 +54,7 @@ def test_resumed_run_versions_are_merged_last_row_wins(tmp_path):
     run = tmp_path / "run"
     write_log(run / "csv/version_0/metrics.csv", [[0, 0, 11, 1, 0.5], [0, 10, 21, 1, 999.0]])
     write_log(run / "csv/version_1/metrics.csv", [[0, 10, 21, 1, 0.25], [0, 20, 41, 1, 0.125]])
-    steps, n, s = fit_c.read_series(fit_c.metrics_files(run))
+    steps, n, s = c_fit.read_series(c_fit.metrics_files(run))
     np.testing.assert_array_equal(steps, [0, 10, 20])
     np.testing.assert_array_equal(n, [11, 21, 41])
     np.testing.assert_array_equal(s, [0.5, 0.25, 0.125])
@@ -83,10 +84,10 @@ def test_refuses_to_overwrite_a_config_it_did_not_write(tmp_path):
 
 def test_clear_errors_for_missing_or_foreign_logs(tmp_path):
     with pytest.raises(LctError, match="no metrics.csv"):
-        fit_c.metrics_files(tmp_path)
+        c_fit.metrics_files(tmp_path)
     (tmp_path / "other.csv").write_text("step,val/fid\n0,3.0\n")
     with pytest.raises(LctError, match="train/td_std"):
-        fit_c.read_series([tmp_path / "other.csv"])
+        c_fit.read_series([tmp_path / "other.csv"])
     write_log(tmp_path / "one_stage.csv", [[0, 0, 11, 1, 0.5], [0, 10, 11, 1, 0.4]])
     with pytest.raises(LctError, match="two curriculum stages"):
         fit_c.main([str(tmp_path / "one_stage.csv"), "--out", str(tmp_path / "o")])

@@ -12,8 +12,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from train_utils import CONF
 
-from lct.records import find_records, load_record
-from lct.train.__main__ import available_cores, threads_per_job
+from lct.io.records import find_records, load_record
+from lct.train.threads import available_cores, threads_per_job
 
 # Tiny CPU runs: the synthetic data, the tiny UNet, no in-loop evaluation, no checkpoint but the last.
 TINY = ["data=synthetic", "backbone=unet_tiny", "trainer.max_steps=3", "data.batch_size=16", "logger=none"]

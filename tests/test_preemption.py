@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lct.ckpt_io import read_checkpoint_file
+from lct.io.ckpt_file import read_checkpoint_file
 from lct.train.preemption import EXIT_PREEMPTED
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -1,4 +1,4 @@
-"""The run record: lct.records (write, load, find, add_eval) and the RunRecord callback in tiny CPU fits."""
+"""The run record: lct.io.records (write, load, find, add_eval) and the RunRecord callback in tiny CPU fits."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from lightning.pytorch import Callback
 from omegaconf import OmegaConf, open_dict
 from train_utils import CONF, QUIET, compose_cfg, fit
 
-from lct import records
 from lct.errors import LctError
+from lct.io import records
 from lct.train.loggers import hydra_meta
 from lct.train.record import RunRecord
 
 TINY = ["trainer.max_steps=4", "data.batch_size=16"]
 
-# ---------------------------------------------------------------- lct.records
+# ---------------------------------------------------------------- lct.io.records
 
 
 def test_write_is_atomic_and_load_round_trips_with_nan_as_null(tmp_path):

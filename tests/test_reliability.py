@@ -14,10 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from lct.ckpt_io import read_checkpoint_file
 from lct.data.encoding import finalize_stats, write_array_root
 from lct.data.shards import LatentShards
 from lct.errors import LctError
+from lct.io.ckpt_file import read_checkpoint_file
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 SRC = str(Path(__file__).resolve().parents[1] / "src")

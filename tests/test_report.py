@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lct import report
+from lct.cli import report
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "experiments" / "ablation" / "records"

@@ -39,7 +39,7 @@ def sample_npz(ckpt, nfe: int, out, num_samples: int = 3, extra=()):
     """`python -m lct.sample CKPT` on the CPU without PNGs, at `nfe` (+ `extra` flags); the samples.npz it wrote."""
     import numpy as np
 
-    from lct import sample as sample_cli
+    from lct.cli import sample as sample_cli
 
     args = [
         str(ckpt),

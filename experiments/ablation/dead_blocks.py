@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("ckpts", nargs="+", help="lct.train checkpoints (the student's weights are read)")
     ap.add_argument("--out", type=Path, help="add {checkpoint: {step, experiment, blocks}} to this JSON")
     args = ap.parse_args()
-    from lct.ckpt_io import read_checkpoint_file
+    from lct.io.ckpt_file import read_checkpoint_file
 
     report = {}
     for path in args.ckpts:

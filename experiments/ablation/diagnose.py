@@ -41,8 +41,8 @@ def shares(g: torch.Tensor, outlier: torch.Tensor, high: torch.Tensor) -> dict[s
 @torch.no_grad()
 def diagnose(path: str, batches: int = 8, seed: int = 1234) -> dict:
     from lct.builders import build_datamodule, build_objective
-    from lct.checkpoint import load_for_sampling
-    from lct.ckpt_io import read_checkpoint_file
+    from lct.io.checkpoint import load_for_sampling
+    from lct.io.ckpt_file import read_checkpoint_file
 
     bundle = load_for_sampling(path, ema=False)  # the student whose residuals the run trained on
     student, cfg = bundle.model, bundle.cfg

@@ -6,10 +6,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from lct.cli import debug_requested
 from lct.core import BuildContext, NoiseLevels, get_kind
 from lct.core.kinds import KINDS, kind_choices
-from lct.errors import LctError
+from lct.errors import LctError, debug_requested
 
 
 def noise_levels(cfg) -> NoiseLevels:

@@ -20,16 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def resolve_root(root: str | os.PathLike) -> Path:
-    """A relative root is taken from the directory the run was launched in (Hydra may chdir)."""
+    """A relative root is taken from the current directory (lct.train makes a relative data.root absolute from its
+    launch directory before it builds the data: lct.train.run.record_data_root)."""
     path = Path(os.path.expanduser(str(root)))
-    if path.is_absolute():
-        return path
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.cwd) / path
-    except (ImportError, ValueError):
-        return Path.cwd() / path
+    return path if path.is_absolute() else Path.cwd() / path
 
 
 class LatentDataModule(L.LightningDataModule):

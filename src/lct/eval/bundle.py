@@ -1,4 +1,4 @@
-"""Loading a checkpoint for sampling (via lct.checkpoint) and checking it fits the latents it will decode."""
+"""Loading a checkpoint for sampling (via lct.io.checkpoint) and checking it fits the latents it will decode."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ class CheckpointMismatch(ValueError):
 
 
 def load_bundle(path: str, ema: bool = True, device: str | torch.device = "cpu"):
-    """Bundle(model, codec, cfg, latent_shape) from lct.checkpoint.load_for_sampling, moved to `device` and checked."""
+    """Bundle(model, codec, cfg, latent_shape) from lct.io.checkpoint.load_for_sampling, on `device` and checked."""
     try:
-        from lct.checkpoint import load_for_sampling
+        from lct.io.checkpoint import load_for_sampling
     except ImportError as err:  # the training side is not installed in this checkout
-        raise RuntimeError(f"cannot load checkpoints: lct.checkpoint is unavailable ({err})") from err
+        raise RuntimeError(f"cannot load checkpoints: lct.io.checkpoint is unavailable ({err})") from err
     bundle = load_for_sampling(path, ema=ema, map_location="cpu")
     bundle.model.to(device).eval()
     if hasattr(bundle.codec, "to"):

@@ -23,12 +23,40 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch import nn
+from torch.nn import functional as F
 from torchmetrics.image.fid import _compute_fid
 
-from lct.digit_classifier import IMAGE_SIZE, NUM_CLASSES, REFERENCE, WEIGHTS, DigitNet
 from lct.errors import LctError
 
 LEGIBLE_PROBABILITY = 0.9
+# The shipped classifier's files (src/lct/assets/digit_classifier) and its input.
+WEIGHTS, REFERENCE = "model.safetensors", "reference.safetensors"
+NUM_CLASSES, IMAGE_SIZE = 10, 32
+
+
+class DigitNet(nn.Module):
+    """LeNet-5 on 1x32x32 digits in [-1, 1], wider convolutions (0.12M parameters); 84 features."""
+
+    num_features = 84
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 5)  # 32 -> 28, pooled to 14
+        self.conv2 = nn.Conv2d(16, 32, 5)  # 14 -> 10, pooled to 5
+        self.fc1 = nn.Linear(32 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, self.num_features)
+        self.head = nn.Linear(self.num_features, NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 32, 32) -> (B, 84) penultimate activations."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 32, 32) -> (B, 10) logits."""
+        return self.head(self.features(x))
 
 
 def classifier_path() -> Path:

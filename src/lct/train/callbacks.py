@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lct.ckpt_io import read_checkpoint_file
 from lct.errors import LctError
+from lct.io.ckpt_file import read_checkpoint_file
 
 # The temporary name of a checkpoint being written (.<name>.tmp-<pid>); lct.train.resume removes the
 # ones whose writer was killed.

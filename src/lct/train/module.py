@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from lct import core
-from lct.checkpoint import ema_key, selected_ema, weight_prefixes
 from lct.errors import LctError
+from lct.io.checkpoint import ema_key, selected_ema, weight_prefixes
 from lct.train import preemption
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class ConsistencyModule(L.LightningModule):
     """The student (f_theta, or D_theta for EDM), its evaluation EMAs, and the objective; logs and skips
-    non-finite steps. `init_from` describes the EDM checkpoint the student started from (lct.checkpoint)."""
+    non-finite steps. `init_from` describes the EDM checkpoint the student started from (lct.io.checkpoint)."""
 
     def __init__(
         self,

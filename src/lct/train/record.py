@@ -1,4 +1,4 @@
-"""RunRecord: the callback that writes `<run dir>/record.json` (lct.records, docs/records.md) and hands every
+"""RunRecord: the callback that writes `<run dir>/record.json` (lct.io.records, docs/records.md) and hands every
 logger the run's config as hyperparameters."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lct import records
 from lct.errors import LctError
+from lct.io import records
 from lct.train.loggers import hydra_meta, hyperparameters
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lct.ckpt_io import read_checkpoint_file
 from lct.core.ema import warmup_width
 from lct.errors import LctError
+from lct.io.ckpt_file import read_checkpoint_file
 from lct.train.callbacks import TMP_PATTERN
 from lct.train.rundir import make_run_dir
 

@@ -15,10 +15,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lct.builders import build_datamodule, build_objective, build_student, instantiate_part, kind, noise_levels
-from lct.checkpoint import init_from_edm
 from lct.core.edm import preconditioning_gap
-from lct.data.datamodule import resolve_root
 from lct.errors import LctError
+from lct.io.checkpoint import init_from_edm
 from lct.train import preemption, resume
 from lct.train.callbacks import AtomicCheckpointIO, ReleaseProcessGroup
 from lct.train.module import ConsistencyModule
@@ -144,7 +143,14 @@ def record_data_root(cfg: DictConfig) -> None:
     root = OmegaConf.select(cfg, "data.root", throw_on_missing=False)
     if isinstance(root, str) and root and not os.path.isabs(os.path.expanduser(root)):
         with open_dict(cfg):
-            cfg.data.root = str(resolve_root(root))
+            cfg.data.root = str(launch_dir() / os.path.expanduser(root))
+
+
+def launch_dir() -> Path:
+    """The directory the run was launched in (Hydra's runtime cwd: with hydra.job.chdir Hydra leaves it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
 
 
 def fit(trainer: L.Trainer, module, datamodule, ckpt: str | None, ckpt_dir: Path) -> None:

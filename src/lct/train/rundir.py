@@ -1,4 +1,5 @@
-"""The run directory: created (or refused) in one line, and one run at a time in it.
+"""The run directory: created (or refused) in one line, and one run at a time in it (lct.cli.train.CheckRunDir
+checks Hydra's before Hydra makes it).
 
 One run per run directory: an exclusive lock on <run dir>/.lct.lock, held for the whole run. The lock is
 `fcntl.flock` on the file, so the kernel releases it when its holder exits, however it exits: a lock whose holder
@@ -14,9 +15,6 @@ import os
 import socket
 import time
 from pathlib import Path
-
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
 
 from lct.errors import LctError
 
@@ -39,23 +37,6 @@ def make_run_dir(out: Path, key: str = "hydra.run.dir") -> Path:
             "writable folder"
         ) from None
     return out
-
-
-class CheckRunDir(Callback):
-    """Hydra callback (conf/hydra): an unwritable hydra.run.dir / hydra.sweep.dir is one line and exit status 2
-    before Hydra creates it (Hydra's own failure is a traceback)."""
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _check(config, "hydra.run.dir")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        _check(config, "hydra.sweep.dir")
-
-
-def _check(config: DictConfig, key: str) -> None:
-    from lct.cli import run_cli  # the one place an LctError becomes a line
-
-    run_cli(make_run_dir, Path(str(OmegaConf.select(config, key))), key)
 
 
 class RunDirLock:

@@ -1,4 +1,5 @@
-"""Command-line entry points: a user-fixable problem (LctError) is one line on stderr and exit status 2.
+"""The command-line layer: one module per command (its parser and main) and run_cli, where a user-fixable
+problem (LctError) becomes one line on stderr and exit status 2.
 
 `--debug` anywhere on the command line, LCT_DEBUG=1 or HYDRA_FULL_ERROR=1 keeps the traceback instead.
 """
@@ -8,13 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
-from lct.errors import LctError
+from lct.errors import LctError, debug_requested
 
 DEBUG_FLAG = "--debug"
-
-
-def debug_requested() -> bool:
-    return any(os.environ.get(key, "") not in ("", "0") for key in ("LCT_DEBUG", "HYDRA_FULL_ERROR"))
 
 
 def run_cli(main, *args):

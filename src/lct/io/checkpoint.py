@@ -16,10 +16,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lct import core
-from lct.ckpt_io import read_checkpoint_file
 from lct.core import ConsistencyFunction, Denoiser, NoiseLevels
 from lct.core.edm import consistency_state_from_edm
 from lct.errors import LctError
+from lct.io.ckpt_file import read_checkpoint_file
 
 
 @dataclass
