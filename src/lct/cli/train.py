@@ -8,6 +8,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lct.cli import run_cli
+from lct.cli.logs import one_line_per_fact
 from lct.train.rundir import make_run_dir
 from lct.train.threads import share_cores
 
@@ -34,6 +35,7 @@ def _check(config: DictConfig, key: str) -> None:
 def main(cfg: DictConfig) -> None:
     from lct.train.run import train  # heavy imports after Hydra has parsed the command line
 
+    one_line_per_fact()  # after Hydra's logging setup: Lightning's lines go through it once
     share_cores()
     run_cli(train, cfg)  # inside the task: Hydra would print its own traceback for an LctError
 
