@@ -11,14 +11,14 @@ import warnings
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 # Lightning 2.6's result collection builds torch's deprecated LeafSpec (torch >= 2.10 warns on every run); nothing
 # in lct can act on it.
-LEAFSPEC_MESSAGE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
+LEAF_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+LEAF_WARNING_MODULE = r"lightning\.pytorch\.utilities\._pytree"
 
 
 def one_line_per_fact() -> None:
     """Hand Lightning's records to the root logger's handlers (Hydra's console and run log) only, and drop the
     LeafSpec deprecation warning that Lightning's own code triggers."""
-    warnings.filterwarnings("ignore", message=LEAFSPEC_MESSAGE, category=FutureWarning, module=LEAFSPEC_MODULE)
+    warnings.filterwarnings("ignore", message=LEAF_WARNING, category=FutureWarning, module=LEAF_WARNING_MODULE)
     import lightning  # noqa: F401  (its handlers exist once it is imported)
 
     if not logging.getLogger().handlers:  # no root handler (logging not configured): Lightning's stay the only ones
