@@ -14,7 +14,7 @@ import numpy as np
 
 from lct.data.encoding import EncodeOptions, encode_latents
 from lct.data.scan import SCAN
-from lct.data.shards import MEAN, METADATA, STD, LatentDataError, read_metadata
+from lct.data.shards import MARKER, MEAN, METADATA, STD, LatentDataError, read_metadata
 from lct.errors import LctError
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,6 @@ BUILTIN_DATASETS = {
     "mnist": dict(source="mnist", vae="builtin:mnist", size=32, flip=False, posterior="sample", seed=0,
                   batch_size=500, shard_items=5000),
 }
-# Written into a root before lct encodes a built-in there: only a root carrying it is lct's to rebuild.
-MARKER = ".lct-builtin.json"
 LEGACY_LOCK = ".lock"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lct.data.shards import LatentDataError
+from lct.data.shards import MARKER, LatentDataError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ def shard_bad_rows(path: Path) -> list[int]:
 
 def cache_path(root: Path) -> Path:
     """Where the scan of `root` is cached: in a built-in root itself, else in lct's cache directory."""
-    from lct.data.builtin import MARKER
-
     if (root / MARKER).is_file():
         return root / SCAN
     base = os.environ.get("LCT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lct"

@@ -21,6 +21,8 @@ from lct.errors import LctError
 METADATA = "metadata.json"
 MEAN, STD = "mean.npy", "std.npy"
 FORMAT = "lct-latents/1"
+# Written into a root before lct encodes a built-in there: only a root carrying it is lct's to rebuild.
+MARKER = ".lct-builtin.json"
 
 
 class LatentDataError(LctError, RuntimeError):
