@@ -1,5 +1,6 @@
 """lct.core: the paper's math in pure PyTorch (no Lightning, Hydra or torch.distributed)."""
 
+from . import builtin_kinds, meanflow, scm  # noqa: F401  (each registers its kinds: lct.core.kinds)
 from ._checks import NonFiniteError
 from .c_schedules import AdaptiveC, ConstantC, OnlineC, adaptive_c, ict_default_c
 from .coupling import MinibatchOT, NoCoupling, ot_pair, ot_permutation, pair_cost_reduction, sq_euclidean_cost

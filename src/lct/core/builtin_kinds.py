@@ -18,7 +18,7 @@ def consistency_objective(student, ctx: BuildContext) -> ConsistencyObjective:
     return ConsistencyObjective(
         levels=ctx.levels,
         metric=ctx.part("metric"),
-        c=ctx.part("c", _partial_=True)(dim=ctx.dim),
+        c=ctx.part("c", _partial_=True)(dim=ctx.dim, total_steps=ctx.total_steps),
         coupling=ctx.part("coupling"),
         noise=ctx.part("noise"),
         teacher=teacher,

@@ -5,8 +5,9 @@ objective (`objective`), how to sample (`sample`), which sampling times `nfe` ev
 (`nfe_times`) and which NFEs a run evaluates unless told (`default_nfe`). lct.builders, the training
 module, the checkpoint Bundle, the in-loop callbacks, lct.sample and lct.evaluate all go through
 `get_kind` (or lct.core.sampling's `nfe_sigmas` / `sample`, which dispatch here), so a new objective is
-one `register_kind(Kind(...))` in its own lct.core module plus its conf/experiment YAML
-(docs/method.md, "Objectives as kinds").
+one `register_kind(Kind(...))` in its own lct.core module, imported by lct.core's __init__, plus its
+conf/experiment YAML (docs/method.md, "Objectives as kinds"). The built-in entries: lct.core.builtin_kinds
+(consistency, diffusion), lct.core.scm, lct.core.meanflow.
 
 "Times" are in the kind's own time variable: noise levels sigma for consistency and diffusion, TrigFlow
 times t in [0, pi/2] for scm (lct.core.scm).
@@ -14,8 +15,6 @@ times t in [0, pi/2] for scm (lct.core.scm).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -67,16 +66,15 @@ class Kind:
     nfe_times: Callable[[NoiseLevels, int, float | None], list[float]]  # (levels, nfe, sigma_mid) -> times
     default_nfe: tuple[int, ...]  # the NFEs the in-loop callbacks and lct.evaluate use unless told
     summary: str = ""  # one phrase for error messages: what the kind is and which experiment sets it
-    placeholder: bool = False  # a name reserved for an objective not built yet (register_kind may replace it)
 
 
 KINDS: dict[str, Kind] = {}  # name -> Kind; iterating gives the names (`method.kind`'s choices)
 
 
 def register_kind(kind: Kind) -> Kind:
-    """Add `kind` to the registry; a name is registered once (a placeholder may be replaced)."""
+    """Add `kind` to the registry; a name is registered once."""
     old = KINDS.get(kind.name)
-    if old is not None and not old.placeholder and old is not kind:
+    if old is not None and old is not kind:
         raise ValueError(f"method.kind {kind.name!r} is already registered")
     KINDS[kind.name] = kind
     return kind
@@ -120,25 +118,3 @@ def sample(
 ) -> torch.Tensor:
     """x0 from unit noise through the sampling times `sigmas` (from nfe_sigmas) with the kind's sampler."""
     return get_kind(kind).sample(model, noise, sigmas, levels, generator)
-
-
-def placeholder(name: str, summary: str) -> Kind:
-    """A reserved kind whose every use is one LctError: its objective is not built in this version."""
-
-    def refuse(*args, **kwargs):
-        raise LctError(f"method.kind={name!r} ({summary}) is not built yet in this version of lct")
-
-    return Kind(name, refuse, refuse, refuse, refuse, (1, 2), summary, placeholder=True)
-
-
-# ----------------------------------------------------------------------------
-# The built-in kinds. Imported here, after the registry exists: their modules register themselves.
-
-from . import builtin_kinds  # noqa: E402,F401  (registers consistency and diffusion)
-
-for _name, _summary in (("scm", "experiment=scm"), ("meanflow", "experiment=meanflow")):
-    # An objective module registers its kind on import; the name stays reserved until the module exists.
-    if importlib.util.find_spec(f"{__package__}.{_name}") is not None:
-        importlib.import_module(f"{__package__}.{_name}")
-    elif _name not in KINDS:
-        register_kind(placeholder(_name, _summary))
