@@ -10,8 +10,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from lct.data.encoding import EncodeOptions, encode_latents
 from lct.data.scan import SCAN
 from lct.data.shards import MARKER, MEAN, METADATA, STD, LatentDataError, read_metadata
@@ -60,7 +58,7 @@ def root_lock(root: Path):
 def ensure_builtin(root: str | Path, name: str) -> dict:
     """Encode built-in `name` into `root` unless a complete cache made with the shipped VAE is there."""
     if name not in BUILTIN_DATASETS:
-        raise ValueError(f"unknown built-in dataset {name!r}; available: {', '.join(BUILTIN_DATASETS)}")
+        raise LctError(f"unknown built-in dataset {name!r}; pick one of: {', '.join(BUILTIN_DATASETS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     opts = EncodeOptions(out=str(root), workers=1, command=f"LatentDataModule(builtin={name!r}).prepare_data()",
@@ -91,20 +89,3 @@ def ensure_builtin(root: str | Path, name: str) -> dict:
         if not marker.exists():       # a complete cache with the built-in's exact settings is ours
             marker.write_text(json.dumps({"builtin": name, "written_by": "lct.data.builtin"}) + "\n")
         return meta
-
-
-# The reference of the built-in's headline FID (README, experiments/ablation): real digits, not decoded latents.
-REFERENCE_SEED = 0  # a seed-0 permutation of the wheel's 5,000 digits; the first 1,000 are roughly class-balanced
-
-
-def reference_digits(num: int, seed: int = REFERENCE_SEED) -> np.ndarray:
-    """The first `num` digits (uint8 (num, 1, 32, 32)) of a seeded permutation of the built-in MNIST's 5,000:
-    `lct.evaluate --reference-images builtin:mnist`, the real images every published built-in FID is scored against."""
-    from lct.data.sources import load_mnist
-
-    images, _ = load_mnist()
-    if not 0 < num <= len(images):
-        raise LctError(f"--num-reference {num} for builtin:mnist: the built-in set has {len(images)} digits; "
-                       "pass 1 to 5000")
-    return images[np.random.default_rng(seed).permutation(len(images))[:num]][:, None]
-

@@ -33,15 +33,17 @@ from lct.io.ckpt_file import read_checkpoint_file
 
 
 def build_reference(args, bundle, metrics: GenerativeMetrics):
-    """Cached reference statistics from --reference-images or from the checkpoint's decoded training latents."""
+    """Cached reference statistics from --reference-images; else a built-in dataset's real images (the reference of
+    every published built-in FID, and of --protocol authors); else the checkpoint's decoded training latents."""
     authors = args.protocol == "authors"
+    data_cfg = (getattr(bundle, "cfg", None) or {}).get("data")
     path = Path(args.reference) if args.reference else Path(args.out) / f"reference{'_authors' if authors else ''}.pt"
     extractor, progress = metrics.extractor, not args.no_progress
     if args.reference_images:
         dataset, source = f"images:{Path(args.reference_images).resolve()}", "images"
         batches = lambda: tensor_batches(read_reference_images(args.reference_images), args.batch_size)  # noqa: E731
-    elif authors:  # the authors score against the real images, not their VAE reconstructions
-        dataset, images = builtin_real_images((getattr(bundle, "cfg", None) or {}).get("data"))
+    elif authors or (data_cfg or {}).get("builtin"):  # real images, not their VAE reconstructions
+        dataset, images = builtin_real_images(data_cfg)
         source = "images"
         batches = lambda: tensor_batches(images, args.batch_size)  # noqa: E731
     else:
