@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lct.cli import run_cli
 from lct.cli.logs import one_line_per_fact
+from lct.errors import LctError
 from lct.train.rundir import make_run_dir
 from lct.train.threads import share_cores
 
@@ -40,6 +41,16 @@ def main(cfg: DictConfig) -> None:
     run_cli(train, cfg)  # inside the task: Hydra would print its own traceback for an LctError
 
 
+def checked_main() -> None:
+    """main, once the config directory is known to exist (Hydra's own message would be a traceback)."""
+    if not (Path(CONF_DIR) / "config.yaml").is_file():
+        raise LctError(
+            f"no lct config in {CONF_DIR} (config.yaml): lct reads the repository's conf/ through an editable "
+            "install (`make install`); point LCT_CONF_DIR=... at a conf/ folder"
+        )
+    main()
+
+
 def entry() -> None:
     """`python -m lct.train` and the console script `lct-train`."""
-    run_cli(main)  # strips --debug before Hydra parses the command line
+    run_cli(checked_main)  # strips --debug before Hydra parses the command line
