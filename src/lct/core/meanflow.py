@@ -104,8 +104,9 @@ class MeanFlowNet(nn.Module):
         check_extra_time(backbone)
         self.backbone = backbone  # the attribute name of every lct student: state dicts share "backbone.*"
 
-    def forward(self, z: torch.Tensor, r, t) -> torch.Tensor:
-        r, t = _times(r, z), _times(t, z)
+    def forward(self, z: torch.Tensor, r, t=None) -> torch.Tensor:
+        """u(z, r, t); called as model(z, t), as lct probes every student, it is u(z, t, t) = v(z, t)."""
+        r, t = _times(r, z), _times(r if t is None else t, z)
         return self.backbone(z, TIME_SCALE * t, TIME_SCALE * (t - r))
 
 
