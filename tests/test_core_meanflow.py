@@ -283,3 +283,26 @@ def test_the_network_embeds_t_and_t_minus_r():
         torch.testing.assert_close(net(z, r, t), net.backbone(z, 1000 * t, 1000 * (t - r)), atol=0, rtol=0)
         labels = torch.full((2,), 500.0, dtype=F64), torch.zeros(2, dtype=F64)
         torch.testing.assert_close(net(z, 0.5, 0.5), net.backbone(z, *labels), atol=0, rtol=0)
+
+
+def test_the_paper_weighting_is_a_robust_metric_with_a_matched_scale():
+    # p = 1: the gradient of sg(w) ||Delta||^2 is Cauchy's with 2 c^2 D = c_paper; p = 1/2: pseudo-Huber's times
+    # 2 sqrt(D) with c^2 D = c_paper (docs/method.md §9).
+    delta = 0.05 * torch.randn(8, 1, 4, 4, dtype=F64)
+    d, c_paper, zero = 16, 1e-3, torch.zeros_like(delta)
+
+    def grad(**kw):
+        u = delta.clone().requires_grad_(True)
+        meanflow_loss(u, zero, **kw).sum().backward()
+        return u.grad
+
+    torch.testing.assert_close(grad(p=1.0, c_adaptive=c_paper), grad(metric=Cauchy(), c=math.sqrt(c_paper / (2 * d))))
+    pseudo = grad(metric=PseudoHuber(), c=math.sqrt(c_paper / d))
+    torch.testing.assert_close(grad(p=0.5, c_adaptive=c_paper), 2 * math.sqrt(d) * pseudo)
+    assert not torch.allclose(grad(p=1.0, c_adaptive=c_paper), grad(metric=Cauchy(), c=0.1))
+
+
+def test_a_two_argument_call_is_the_velocity():
+    net, z = _net(), torch.randn(2, 4, 8, 8, dtype=F64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(z, 0.4), net(z, 0.4, 0.4), atol=0, rtol=0)
