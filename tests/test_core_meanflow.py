@@ -306,3 +306,17 @@ def test_a_two_argument_call_is_the_velocity():
     net, z = _net(), torch.randn(2, 4, 8, 8, dtype=F64)
     with torch.no_grad():
         torch.testing.assert_close(net(z, 0.4), net(z, 0.4, 0.4), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_a_step_under_bf16_autocast_trains_in_fp32(name):
+    # Under CPU bf16 autocast the UNet's convolutions refuse forward-mode dual inputs: the JVP runs in fp32.
+    net = _net(name).float()
+    x0 = 0.5 * torch.randn(4, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = MeanFlowObjective(LEVELS, seed=1).step(net, x0, 0)
+    out.terms.loss.backward()
+    reference = MeanFlowObjective(LEVELS, seed=1).step(net, x0, 0)
+    assert out.finite and out.terms.residual.dtype == torch.float32
+    torch.testing.assert_close(out.terms.loss, reference.terms.loss, atol=0, rtol=0)
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -111,8 +111,11 @@ class MeanFlowNet(nn.Module):
 
 
 def u_and_dudt(u, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, v: torch.Tensor):
-    """(u(z, r, t), d/dt u = v d_z u + d_t u): one forward-mode JVP along the tangent (v, 0, 1) of (z, r, t)."""
-    return jvp(u, (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
+    """(u(z, r, t), d/dt u = v d_z u + d_t u): one forward-mode JVP along the tangent (v, 0, 1) of (z, r, t).
+
+    In fp32 whatever the autocast state: under CPU bf16 autocast the UNet's convolutions refuse the dual inputs."""
+    with torch.autocast(z.device.type, enabled=False):
+        return jvp(u, (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
 
 
 def meanflow_target(v: torch.Tensor, dudt: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
