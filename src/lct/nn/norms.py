@@ -89,8 +89,3 @@ def make_token_norm(kind: str, width: int) -> nn.Module:
     if kind == "nsln":
         return NonScalingLayerNorm(width, eps=1e-6)
     raise UnknownNorm(kind, TOKEN_NORMS)
-
-
-def frozen_parameter_count(module: nn.Module) -> int:
-    """Number of parameters with requires_grad False (NsLN scales, for instance)."""
-    return sum(p.numel() for p in module.parameters() if not p.requires_grad)
