@@ -82,6 +82,13 @@ def test_the_papers_parts_are_one_override_each(tmp_path):
     assert module.global_step == 2 and all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_metric_l2_is_the_papers_mean_square(tmp_path):
+    from lct.train.run import build
+
+    module = build(compose_cfg(tmp_path, SCM + ["trainer.max_steps=1", "metric=l2"]))[0]
+    assert module.objective.metric is None and module.objective.c is None
+
+
 def test_unknown_scm_keys_are_one_error(tmp_path):
     from lct.train.run import build
 

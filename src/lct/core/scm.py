@@ -145,8 +145,10 @@ class SCMObjective(nn.Module):
                 f"method.scm needs p_std > 0, tangent_c >= 0 and warmup_steps >= 0; got p_std={p_std}, "
                 f"tangent_c={tangent_c}, warmup_steps={warmup_steps} (conf/experiment/scm.yaml)"
             )
-        self.levels, self.coupling, self.metric = levels, coupling, metric
-        self.c = None if metric is None or isinstance(metric, L2) else float(c)
+        # metric=l2 is the paper's mean square, per sample or element-wise alike: no scale c to check.
+        self.metric = None if isinstance(metric, L2) else metric
+        self.levels, self.coupling = levels, coupling
+        self.c = None if self.metric is None else float(c)
         self.p_mean, self.p_std, self.tangent_c = float(p_mean), float(p_std), float(tangent_c)
         self.warmup_steps, self.seed = int(warmup_steps), int(seed)
         self.gen = DeviceGenerator(self.seed + 1)
