@@ -10,10 +10,22 @@ function (to rounding); only the kernel differs.
 from __future__ import annotations
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
+
+try:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def math_attention():
+        """A context under which scaled_dot_product_attention runs its math kernel."""
+        return sdpa_kernel([SDPBackend.MATH])
+
+except ImportError:  # torch < 2.3 (pyproject allows torch >= 2.1): the older switch of the same kernels
+
+    def math_attention():
+        """A context under which scaled_dot_product_attention runs its math kernel."""
+        return torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False)
 
 
 def jvp(fn, primals: tuple, tangents: tuple) -> tuple:
     """(fn(*primals), d/de fn(primals + e tangents) at e = 0) through torch.func.jvp, with math attention."""
-    with sdpa_kernel([SDPBackend.MATH]):
+    with math_attention():
         return torch.func.jvp(fn, tuple(primals), tuple(tangents))
