@@ -15,18 +15,17 @@ from lct.core.c_schedules import AdaptiveC, ConstantC
 from lct.core.coupling import MinibatchOT, NoCoupling
 from lct.core.meanflow import (
     MeanFlowNet,
-    MeanFlowObjective,
     kind_sample,
     kind_times,
     meanflow_loss,
     meanflow_target,
-    meanflow_terms,
     meanflow_times,
     onestep_sample,
     sample_times,
     twostep_sample,
     u_and_dudt,
 )
+from lct.core.meanflow_objective import MeanFlowObjective, meanflow_terms
 from lct.core.metrics import Cauchy, PseudoHuber
 from lct.errors import LctError
 from lct.nn import build_backbone
