@@ -44,9 +44,12 @@ def test_scm_trains_and_records_its_kind(scm_run):
 
 
 def test_scm_checkpoint_samples_at_1_and_2_nfe(scm_run):
-    _, ckpt = scm_run
+    module, ckpt = scm_run
     bundle = load_for_sampling(ckpt)
     assert bundle.kind == "scm" and isinstance(bundle.model, TrigFlowFunction)
+    ema = next(iter(module.emas.values())).state_dict()  # the round trip: the run's first EMA, w_phi included
+    assert bundle.model.state_dict().keys() == ema.keys()
+    assert all(torch.equal(v, ema[k]) for k, v in bundle.model.state_dict().items())
     assert bundle.nfe_sigmas(1) == [math.pi / 2]
     assert bundle.nfe_sigmas(2) == pytest.approx([math.pi / 2, 1.1], abs=1e-9)  # scm.yaml's sigma_d tan(1.1)
     noise = torch.randn(4, *bundle.latent_shape, generator=torch.Generator().manual_seed(0))
