@@ -15,6 +15,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from lct.core import (  # noqa: E402
+    PAPER,
     Cauchy,
     ConsistencyFunction,
     LowNoiseDiffusion,
@@ -65,7 +66,7 @@ def main() -> None:
         for m in ("exact", "pot"):
             rows.append((f"OT solve ({m}) B={b}", timeit(lambda: ot_permutation(cost, m), iters)))
         rows.append((f"ot_pair exact (cost+solve+gather) B={b}", timeit(lambda: ot_pair(x0, noise), iters)))
-        f = ConsistencyFunction(TinyNet())
+        f = ConsistencyFunction(TinyNet(), PAPER)
         s = karras_sigmas(641)
         p = lognormal_index_probs(s)
 
@@ -83,6 +84,7 @@ def main() -> None:
                 metric=Cauchy(),
                 c=0.00025,
                 diffusion=LowNoiseDiffusion(),
+                sigma_data=PAPER.sigma_data,
             )
             terms.loss.backward()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lct.core import PAPER
 from lct.data import LatentDataModule
 from lct.data.encoding import write_array_root
 
@@ -28,7 +29,7 @@ def make_root(root: Path, count: int, shard: int, shape=(4, 32, 32)) -> None:
 
 def time_epochs(root: Path, batch_size: int, workers: int, epochs: int) -> float:
     """Latents per second over `epochs` epochs, after one warm-up epoch (page cache, worker start)."""
-    dm = LatentDataModule(root=str(root), batch_size=batch_size, num_workers=workers)
+    dm = LatentDataModule(sigma_data=PAPER.sigma_data, root=str(root), batch_size=batch_size, num_workers=workers)
     dm.setup("fit")
     loader = dm.train_dataloader()
     sampler = loader.sampler

@@ -39,7 +39,10 @@ def builtin_codec():
         from lct.data import LatentDataModule
 
         dm = LatentDataModule(
-            root=os.path.join(tempfile.gettempdir(), "lct_bench_mnist"), batch_size=64, builtin="mnist"
+            root=os.path.join(tempfile.gettempdir(), "lct_bench_mnist"),
+            batch_size=64,
+            builtin="mnist",
+            sigma_data=PAPER.sigma_data,
         )
         dm.prepare_data()
         dm.setup("fit")
@@ -59,12 +62,12 @@ def main() -> None:
     if codec is None:
         print(f"no codec ({shape}); decoding not measured")
         shape = (4, 8, 8)
-    model = ConsistencyFunction(unet_tiny(in_channels=shape[0], resolution=shape[1])).eval()
+    model = ConsistencyFunction(unet_tiny(in_channels=shape[0], resolution=shape[1]), PAPER).eval()
     noise = torch.randn(args.batch, *shape)
-    t = timed(lambda: multistep_sample(model, noise, PAPER.nfe_sigmas(1)))
+    t = timed(lambda: multistep_sample(model, noise, PAPER.nfe_sigmas(1), PAPER.sigma_min))
     print(f"1-NFE sampling, unet_tiny {tuple(shape)}, batch {args.batch}: {args.batch / t:8.1f} latents/s")
     if codec is not None:
-        t = timed(lambda: codec.decode(multistep_sample(model, noise, PAPER.nfe_sigmas(1))))
+        t = timed(lambda: codec.decode(multistep_sample(model, noise, PAPER.nfe_sigmas(1), PAPER.sigma_min)))
         print(
             f"1-NFE sampling + VAE decode to {codec.image_channels}x{codec.image_size}^2:"
             f"    {args.batch / t:8.1f} images/s"

@@ -89,18 +89,18 @@ class Shrink(nn.Module):
 
 
 def test_samplers_follow_their_definition():
-    f = ConsistencyFunction(Shrink()).double()
+    f = ConsistencyFunction(Shrink(), PAPER).double()
     noise = torch.randn(2, 4, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     c_skip = lambda s: 0.25 / ((s - 0.002) ** 2 + 0.25)
-    torch.testing.assert_close(onestep_sample(f, noise), c_skip(80.0) * 80.0 * noise)
+    torch.testing.assert_close(onestep_sample(f, noise, PAPER.sigma_max, PAPER.sigma_min), c_skip(80.0) * 80.0 * noise)
     s_mid = PAPER.sigma_mid
     g = torch.Generator().manual_seed(3)
-    x2 = twostep_sample(f, noise, s_mid, generator=g)
+    x2 = twostep_sample(f, noise, s_mid, PAPER.sigma_max, PAPER.sigma_min, generator=g)
     z = torch.randn(noise.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     expect = c_skip(s_mid) * (c_skip(80.0) * 80.0 * noise + (s_mid**2 - 0.002**2) ** 0.5 * z)
     torch.testing.assert_close(x2, expect)
     with pytest.raises(ValueError, match="descending"):
-        multistep_sample(f, noise, [1.0, 5.0])
+        multistep_sample(f, noise, [1.0, 5.0], PAPER.sigma_min)
     with pytest.raises(ValueError, match="index"):
         PAPER.grid_sigma(641, 641)
 

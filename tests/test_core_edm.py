@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lct.core import ConsistencyFunction, karras_sigmas
+from lct.core import PAPER, ConsistencyFunction, karras_sigmas
 from lct.core.edm import (
     EDM_P_MEAN,
     EDM_P_STD,
@@ -26,7 +26,8 @@ from lct.core.edm import (
 from lct.core.precond import c_noise
 from lct.errors import LctError
 
-SD = 0.5
+SD = PAPER.sigma_data  # 0.5
+GRID = (PAPER.sigma_min, PAPER.sigma_max, PAPER.rho)
 SIGMAS = torch.tensor([0.002, 0.05, 0.3, 0.5, 1.0, 7.0, 80.0], dtype=torch.float64)
 
 
@@ -88,7 +89,7 @@ def test_input_is_variance_preserving_and_target_has_unit_variance():
 
 def test_denoiser_is_identity_as_sigma_goes_to_zero():
     torch.manual_seed(0)
-    D = Denoiser(Affine()).double()
+    D = Denoiser(Affine(), SD).double()
     nn.init.normal_(D.backbone.conv.weight)
     x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
     for s in (1e-4, 1e-6, 1e-8):
@@ -104,8 +105,8 @@ def test_denoiser_feeds_backbone_exactly_like_the_consistency_function():
     """Same c_in x and same c_noise (= precond.c_noise, 250 ln sigma): what makes weights transferable."""
     x = torch.randn(len(SIGMAS), 2, 4, 4, dtype=torch.float64)
     d_rec, f_rec = Recorder(), Recorder()
-    Denoiser(d_rec)(x, SIGMAS)
-    ConsistencyFunction(f_rec)(x, SIGMAS)
+    Denoiser(d_rec, SD)(x, SIGMAS)
+    ConsistencyFunction(f_rec, PAPER)(x, SIGMAS)
     torch.testing.assert_close(d_rec.seen[0], f_rec.seen[0], rtol=0, atol=0)
     torch.testing.assert_close(d_rec.seen[1], f_rec.seen[1], rtol=0, atol=0)
     torch.testing.assert_close(d_rec.seen[1], c_noise(SIGMAS), rtol=1e-15, atol=0)
@@ -191,7 +192,7 @@ def exact_flow(noise):
 
 
 def euler_sample(denoiser, noise, steps):
-    t = heun_sigmas(steps).tolist()
+    t = heun_sigmas(steps, *GRID).tolist()
     x = t[0] * noise
     for t_cur, t_next in zip(t[:-1], t[1:]):
         x = x + (t_next - t_cur) * (x - denoiser(x, t_cur)) / t_cur
@@ -202,7 +203,7 @@ def test_heun_reproduces_gaussian_moments():
     g = torch.Generator().manual_seed(5)
     n_mc, steps = 20_000, 40
     noise = torch.randn(n_mc, 2, 1, 1, generator=g, dtype=torch.float64)
-    x = heun_sample(gaussian_denoiser, noise, steps)
+    x = heun_sample(gaussian_denoiser, noise, steps, *GRID)
     mean, std = x.mean(0, keepdim=True), x.std(0, keepdim=True)
     # Tolerance = 4 Monte Carlo standard errors (s/sqrt(n) for the mean, s/sqrt(2n) for the std)
     # + the prior's bias (x_T = T n ignores the data mean: the exact flow's mean is mu (1 - s/sqrt(s^2+T^2)))
@@ -223,7 +224,7 @@ def _flow_errors(sampler, steps):
 
 
 def test_heun_error_is_second_order_and_beats_euler():
-    heun = {n: _flow_errors(heun_sample, n) for n in (10, 20, 40, 80)}
+    heun = {n: _flow_errors(lambda d, x, steps: heun_sample(d, x, steps, *GRID), n) for n in (10, 20, 40, 80)}
     euler = {n: _flow_errors(euler_sample, heun_nfe(n)) for n in (10, 20, 40, 80)}  # Euler at Heun's NFE
     for n in (20, 40):
         assert heun[n] / heun[2 * n] > 3.5  # ~4 for a second-order method
@@ -233,10 +234,10 @@ def test_heun_error_is_second_order_and_beats_euler():
 
 
 def test_heun_sigmas_and_nfe_accounting():
-    t = heun_sigmas(18)
+    t = heun_sigmas(18, *GRID)
     assert len(t) == 19 and t[0].item() == 80.0 and t[-1].item() == 0.0
     torch.testing.assert_close(t[:-1], karras_sigmas(18), rtol=0, atol=0)
-    torch.testing.assert_close(heun_sigmas(1), torch.tensor([80.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(heun_sigmas(1, *GRID), torch.tensor([80.0, 0.0], dtype=torch.float64))
     assert heun_nfe(18) == 35 and heun_steps_for_nfe(35) == 18 and heun_steps_for_nfe(1) == 1
     for steps in (1, 2, 5):
         calls = []
@@ -245,10 +246,10 @@ def test_heun_sigmas_and_nfe_accounting():
             calls.append(t)
             return gaussian_denoiser(x, t)
 
-        heun_sample(counting, torch.zeros(1, 2, 1, 1, dtype=torch.float64), steps)
+        heun_sample(counting, torch.zeros(1, 2, 1, 1, dtype=torch.float64), steps, *GRID)
         assert len(calls) == heun_nfe(steps) and heun_steps_for_nfe(len(calls)) == steps
         assert 0.0 not in calls  # the last step is Euler: D is never evaluated at t = 0
-    x1 = heun_sample(gaussian_denoiser, torch.ones(1, 2, 1, 1, dtype=torch.float64), 1)
+    x1 = heun_sample(gaussian_denoiser, torch.ones(1, 2, 1, 1, dtype=torch.float64), 1, *GRID)
     torch.testing.assert_close(x1, gaussian_denoiser(T_MAX * torch.ones(1, 2, 1, 1, dtype=torch.float64), T_MAX))
 
 
@@ -270,8 +271,8 @@ def test_heun_with_denoiser_module_matches_closed_form():
 
     noise = torch.randn(16, 2, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     torch.testing.assert_close(
-        heun_sample(Denoiser(GaussianF(), SD), noise, 18),
-        heun_sample(gaussian_denoiser, noise, 18),
+        heun_sample(Denoiser(GaussianF(), SD), noise, 18, *GRID),
+        heun_sample(gaussian_denoiser, noise, 18, *GRID),
         rtol=1e-10,
         atol=1e-12,
     )
@@ -283,10 +284,10 @@ def test_heun_with_denoiser_module_matches_closed_form():
 
 def test_consistency_state_from_edm_round_trip():
     torch.manual_seed(7)
-    edm = Denoiser(Affine())
+    edm = Denoiser(Affine(), SD)
     ckpt = {f"emas.0_9999.{k}": v for k, v in edm.state_dict().items()}
     ckpt |= {f"student.{k}": torch.zeros_like(v) for k, v in edm.state_dict().items()}
-    ct = ConsistencyFunction(Affine())
+    ct = ConsistencyFunction(Affine(), PAPER)
     state = consistency_state_from_edm(ckpt, "emas.0_9999.")
     assert (
         set(state)
@@ -300,32 +301,32 @@ def test_consistency_state_from_edm_round_trip():
     x = torch.randn(len(SIGMAS), 2, 4, 4)
     s = SIGMAS.float()
     gap = (ct(x, s) - edm(x, s)).abs().max().item()
-    bound = preconditioning_gap(SIGMAS)
+    bound = preconditioning_gap(SIGMAS, PAPER)
     F = edm.backbone(edm_scalings(s, SD)[2].view(-1, 1, 1, 1) * x, c_noise(s).float())
     assert 0 < gap <= bound.c_skip * x.abs().max().item() + bound.c_out * F.abs().max().item() + 1e-6
 
 
 def test_consistency_state_from_edm_errors():
-    state = {f"student.{k}": v for k, v in Denoiser(Affine()).state_dict().items()}
+    state = {f"student.{k}": v for k, v in Denoiser(Affine(), SD).state_dict().items()}
     with pytest.raises(LctError, match=r"no EDM denoiser weights under prefix 'emas.0_9\.'.*'student\.'"):
         consistency_state_from_edm(state, "emas.0_9.")
     with pytest.raises(LctError, match="outside 'backbone.'"):
         consistency_state_from_edm(state, "")
-    assert set(consistency_state_from_edm(state, "student.")) == set(ConsistencyFunction(Affine()).state_dict())
+    assert set(consistency_state_from_edm(state, "student.")) == set(ConsistencyFunction(Affine(), PAPER).state_dict())
 
 
 def test_preconditioning_gap_closed_forms():
     """|dc_out| = sigma_d sigma_min / sqrt(sigma^2 + sigma_d^2), largest at sigma_min;
     |dc_skip| ~ 2 sigma_min sigma_d^2 sigma / (sigma^2 + sigma_d^2)^2 peaks near sigma_d / sqrt(3)."""
     fine = torch.logspace(math.log10(0.002), math.log10(80.0), 20_001, dtype=torch.float64)
-    gap = preconditioning_gap(fine)
+    gap = preconditioning_gap(fine, PAPER)
     assert gap.sigma_c_out == pytest.approx(0.002)
     assert gap.c_out == pytest.approx(SD * 0.002 / math.sqrt(0.002**2 + SD**2), rel=1e-12)
     assert gap.sigma_c_skip == pytest.approx(SD / math.sqrt(3), rel=0.01)
     assert gap.c_skip == pytest.approx(2 * 0.002 * SD**2 * (SD / math.sqrt(3)) / (SD**2 * 4 / 3) ** 2, rel=0.01)
     assert gap.c_skip < 0.003 and gap.c_out < 0.0021
     # At sigma_max the two agree to within sigma_min-relative terms.
-    far = preconditioning_gap([80.0])
+    far = preconditioning_gap([80.0], PAPER)
     assert far.c_skip < 1e-7 and far.c_out < 2e-5
     with pytest.raises(ValueError, match="sigma"):
-        preconditioning_gap([0.001])
+        preconditioning_gap([0.001], PAPER)

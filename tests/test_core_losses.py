@@ -6,6 +6,7 @@ from torch import nn
 
 from lct.core import (
     L2,
+    PAPER,
     Cauchy,
     ConsistencyFunction,
     GemanMcClure,
@@ -38,6 +39,7 @@ def _loss(f, f_t, x0, n, si, sn, idx, c=0.03456, weight=5.0):
         metric=Cauchy(),
         c=c,
         diffusion=LowNoiseDiffusion(weight, 0.25),
+        sigma_data=PAPER.sigma_data,
     )
 
 
@@ -73,7 +75,7 @@ def test_zero_loss_when_student_equals_target():
 
 def test_gradients_reach_student_only_and_target_pass_shares_dropout_masks():
     torch.manual_seed(0)
-    f = ConsistencyFunction(DropNet())
+    f = ConsistencyFunction(DropNet(), PAPER)
     x0, n, si, sn, idx = _batch()
     student, target = td_pair(f, f, x0, n, si, sn)
     assert student.requires_grad and not target.requires_grad
@@ -87,7 +89,7 @@ def test_gradients_reach_student_only_and_target_pass_shares_dropout_masks():
 
 def test_target_receives_no_gradient_with_separate_target_module():
     torch.manual_seed(0)
-    f, f_t = ConsistencyFunction(DropNet(p=0.0)), ConsistencyFunction(DropNet(p=0.0))
+    f, f_t = ConsistencyFunction(DropNet(p=0.0), PAPER), ConsistencyFunction(DropNet(p=0.0), PAPER)
     x0, n, si, sn, idx = _batch()
     _loss(f, f_t, x0, n, si, sn, idx).loss.backward()
     assert all(p.grad is None for p in f_t.parameters())
@@ -108,15 +110,15 @@ def test_diffusion_loss_closed_form_and_empty_selection():
     s, x0 = torch.rand(6) + 0.01, torch.randn(6, 4, 2, 2)
     mask = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
     expect = ((s**-2 + 4) * (s.new_ones(6, 1, 1, 1) * 0.3 + 0 * x0).flatten(1).square().mean(1))[mask].mean()
-    got = diffusion_loss(x0 + 0.3, x0, s, mask)
+    got = diffusion_loss(x0 + 0.3, x0, s, mask, PAPER.sigma_data)
     assert got.item() == pytest.approx(expect.item(), rel=1e-6)
-    empty = diffusion_loss(x0 + 0.3, x0, s, torch.zeros(6, dtype=torch.bool))
+    empty = diffusion_loss(x0 + 0.3, x0, s, torch.zeros(6, dtype=torch.bool), PAPER.sigma_data)
     assert empty.item() == 0.0 and torch.isfinite(empty)
 
 
 def test_composite_is_sum_of_terms():
     torch.manual_seed(0)
-    f = ConsistencyFunction(DropNet(p=0.0))
+    f = ConsistencyFunction(DropNet(p=0.0), PAPER)
     nn.init.normal_(f.backbone.conv.weight, std=0.3)
     x0, n, si, sn, idx = _batch(16)
     t = _loss(f, f, x0, n, si, sn, idx, c=0.03, weight=5.0)
@@ -129,7 +131,7 @@ def test_composite_is_sum_of_terms():
 
 
 def test_loss_bad_input():
-    f = ConsistencyFunction(DropNet(p=0.0))
+    f = ConsistencyFunction(DropNet(p=0.0), PAPER)
     x0, n, si, sn, idx = _batch()
     with pytest.raises(ValueError, match="shape mismatch: x0"):
         _loss(f, f, x0, n[:, :2], si, sn, idx)
@@ -150,9 +152,9 @@ def test_diffusion_loss_host_denominator_matches_the_device_count():
     torch.manual_seed(1)
     s, x0 = torch.rand(6) + 0.01, torch.randn(6, 4, 2, 2)
     mask = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
-    counted = diffusion_loss(x0 + 0.3, x0, s, mask)
-    assert torch.equal(diffusion_loss(x0 + 0.3, x0, s, mask, denominator=3.0), counted)
-    assert diffusion_loss(x0 + 0.3, x0, s, mask * False, denominator=0.0).item() == 0.0
+    counted = diffusion_loss(x0 + 0.3, x0, s, mask, PAPER.sigma_data)
+    assert torch.equal(diffusion_loss(x0 + 0.3, x0, s, mask, PAPER.sigma_data, denominator=3.0), counted)
+    assert diffusion_loss(x0 + 0.3, x0, s, mask * False, PAPER.sigma_data, denominator=0.0).item() == 0.0
 
 
 def test_hot_path_reads_no_device_values():

@@ -10,7 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from lct.core import AdaptiveC, ConsistencyFunction, ConstantC, OnlineC, boundary_scalings, c_noise, karras_sigmas
+from lct.core import (
+    PAPER,
+    AdaptiveC,
+    ConsistencyFunction,
+    ConstantC,
+    OnlineC,
+    boundary_scalings,
+    c_noise,
+    karras_sigmas,
+)
 from lct.errors import LctError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -58,7 +67,7 @@ def test_scalings_closed_form_and_diffusers():
 
     sched = CMStochasticIterativeScheduler(num_train_timesteps=641)
     s = karras_sigmas(641)
-    c_skip, c_out, c_in = boundary_scalings(s)
+    c_skip, c_out, c_in = boundary_scalings(s, PAPER)
     d_skip, d_out = sched.get_scalings_for_boundary_condition(s)
     torch.testing.assert_close(c_skip, d_skip, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(c_out, d_out, rtol=1e-12, atol=1e-14)
@@ -70,7 +79,7 @@ def test_scalings_closed_form_and_diffusers():
 
 def test_boundary_condition_f_at_sigma_min_is_identity():
     torch.manual_seed(0)
-    f = ConsistencyFunction(Affine()).double()
+    f = ConsistencyFunction(Affine(), PAPER).double()
     nn.init.normal_(f.backbone.conv.weight)
     x = torch.randn(3, 4, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(f(x, 0.002), x, rtol=0, atol=0)
@@ -80,9 +89,9 @@ def test_boundary_condition_f_at_sigma_min_is_identity():
 @pytest.mark.parametrize("sigma", [0.001, 81.0, float("nan"), -1.0])
 def test_sigma_out_of_range_raises(sigma):
     with pytest.raises(ValueError, match="sigma"):
-        boundary_scalings(sigma)
+        boundary_scalings(sigma, PAPER)
     with pytest.raises(ValueError, match="sigma"):
-        ConsistencyFunction(Affine())(torch.zeros(1, 4, 8, 8), sigma)
+        ConsistencyFunction(Affine(), PAPER)(torch.zeros(1, 4, 8, 8), sigma)
 
 
 def _m(d):

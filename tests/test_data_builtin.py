@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from lct.core import PAPER
 from lct.data import LatentCodec, LatentDataError, LatentDataModule
 from lct.data.vae import builtin_vae_path
 from lct.tools.autoencoder import mnist_split, psnr
@@ -24,7 +25,14 @@ PSNR_FLOOR_DB = 24.0
 @pytest.fixture(scope="module")
 def mnist_dm(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "mnist"
-    dm = LatentDataModule(root=str(root), batch_size=128, builtin="mnist", latent_channels=4, latent_resolution=8)
+    dm = LatentDataModule(
+        sigma_data=PAPER.sigma_data,
+        root=str(root),
+        batch_size=128,
+        builtin="mnist",
+        latent_channels=4,
+        latent_resolution=8,
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -55,7 +63,7 @@ def test_builtin_cache_is_reused(mnist_dm):
 
 def test_round_trip_psnr_above_floor(mnist_dm):
     _, heldout = mnist_split(holdout=500, seed=0)
-    codec = LatentCodec.from_root(mnist_dm.root)
+    codec = LatentCodec.from_root(mnist_dm.root, sigma_data=PAPER.sigma_data)
     recon = codec.decode(codec.encode(heldout[:200]))
     assert psnr(recon, heldout[:200]).mean() > PSNR_FLOOR_DB
 
@@ -71,7 +79,7 @@ def test_data_configs_have_the_contract_keys(name, tmp_path):
     cfg = _data_config(name, tmp_path / name)
     for key in ("_target_", "root", "batch_size", "latent_channels", "latent_resolution", "epochs"):
         assert key in cfg.data, key
-    dm = instantiate(cfg.data)
+    dm = instantiate(cfg.data, sigma_data=PAPER.sigma_data)  # the run's, as lct.builders.build_datamodule passes it
     assert isinstance(dm, LatentDataModule) and dm.seed == 3
     if name != "mnist":
         assert cfg.data.latent_resolution == 32 and cfg.data.epochs in (1400, 1800)
@@ -81,7 +89,7 @@ def test_data_configs_have_the_contract_keys(name, tmp_path):
 
 def test_mnist_config_instantiates_and_streams(mnist_dm):
     cfg = _data_config("mnist", mnist_dm.root)
-    dm = instantiate(cfg.data)
+    dm = instantiate(cfg.data, sigma_data=PAPER.sigma_data)  # the run's, as lct.builders.build_datamodule passes it
     dm.prepare_data()
     dm.setup("fit")
     assert next(iter(dm.train_dataloader())).shape == (128, 4, 8, 8)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lct.core import PAPER
 from lct.data import LatentCodec, LatentDataError, LatentDataModule
 from lct.data.encoding import write_array_root
 from lct.data.loader import StepBatchSampler
@@ -31,7 +32,7 @@ def root(tmp_path):
 
 
 def test_normalization_inverse_exact(root):
-    codec = LatentCodec.from_root(root)
+    codec = LatentCodec.from_root(root, sigma_data=PAPER.sigma_data)
     z = torch.from_numpy(_heavy_tailed(16, seed=1))
     x0 = codec.normalize(z)
     torch.testing.assert_close(codec.denormalize(x0), z, rtol=1e-6, atol=1e-5)
@@ -40,7 +41,9 @@ def test_normalization_inverse_exact(root):
 
 
 def test_batches_are_normalized_latents(root):
-    dm = LatentDataModule(root=str(root), batch_size=100, latent_channels=4, latent_resolution=8)
+    dm = LatentDataModule(
+        sigma_data=PAPER.sigma_data, root=str(root), batch_size=100, latent_channels=4, latent_resolution=8
+    )
     dm.prepare_data()
     dm.setup("fit")
     batches = list(itertools.islice(dm.train_dataloader(), 10))  # one epoch of the endless stream
@@ -81,7 +84,7 @@ def test_sampler_resumes_at_any_step_and_is_deterministic():
 
 
 def test_missing_metadata_names_the_encode_command(tmp_path):
-    dm = LatentDataModule(root=str(tmp_path / "nothing"), batch_size=8)
+    dm = LatentDataModule(sigma_data=PAPER.sigma_data, root=str(tmp_path / "nothing"), batch_size=8)
     with pytest.raises(LatentDataError, match=r"metadata.json does not exist.*python -m lct.encode"):
         dm.prepare_data()
 
@@ -89,22 +92,24 @@ def test_missing_metadata_names_the_encode_command(tmp_path):
 def test_shard_shape_or_dtype_mismatch_names_the_shard(root):
     np.save(root / "shards" / "000001.npy", np.zeros((400, 4, 8, 8), np.float64))
     with pytest.raises(LatentDataError, match=r"000001.npy is float64.*re-encode"):
-        LatentDataModule(root=str(root), batch_size=8).setup("fit")
+        LatentDataModule(sigma_data=PAPER.sigma_data, root=str(root), batch_size=8).setup("fit")
     np.save(root / "shards" / "000001.npy", np.zeros((400, 4, 4, 4), np.float32))
     with pytest.raises(LatentDataError, match=r"000001.npy is float32 \(400, 4, 4, 4\)"):
-        LatentDataModule(root=str(root), batch_size=8).setup("fit")
+        LatentDataModule(sigma_data=PAPER.sigma_data, root=str(root), batch_size=8).setup("fit")
 
 
 def test_config_shape_mismatch_is_clear(root):
     with pytest.raises(LatentDataError, match=r"latent_resolution=32.*data.latent_resolution=8"):
-        LatentDataModule(root=str(root), batch_size=8, latent_channels=4, latent_resolution=32).setup("fit")
+        LatentDataModule(
+            sigma_data=PAPER.sigma_data, root=str(root), batch_size=8, latent_channels=4, latent_resolution=32
+        ).setup("fit")
 
 
 def test_stats_of_another_vae_or_dataset_rejected(root, tmp_path):
     write_array_root(tmp_path / "other", [_heavy_tailed(200, seed=5)])
     shutil.copy(tmp_path / "other" / "std.npy", root / "std.npy")
     with pytest.raises(LatentDataError, match=r"std.npy does not belong to these latents.*--stats-only"):
-        LatentCodec.from_root(root)
+        LatentCodec.from_root(root, sigma_data=PAPER.sigma_data)
 
 
 def test_codec_refuses_a_different_vae(tmp_path):
@@ -114,14 +119,16 @@ def test_codec_refuses_a_different_vae(tmp_path):
 
     info = describe_vae(load_vae(ref), ref)
     write_array_root(tmp_path / "lat", [_heavy_tailed(50)], vae_info=info, image={"channels": 3, "size": 16})
-    images = LatentCodec.from_root(tmp_path / "lat").decode(torch.zeros(3, 4, 8, 8))
+    images = LatentCodec.from_root(tmp_path / "lat", sigma_data=PAPER.sigma_data).decode(torch.zeros(3, 4, 8, 8))
     assert images.shape == (3, 3, 16, 16) and images.abs().max() <= 1
     with pytest.raises(LatentDataError, match="not the one that encoded these latents"):
-        LatentCodec.from_root(tmp_path / "lat", vae=other).decode(torch.zeros(1, 4, 8, 8))
+        LatentCodec.from_root(tmp_path / "lat", vae=other, sigma_data=PAPER.sigma_data).decode(torch.zeros(1, 4, 8, 8))
 
 
 def test_worker_processes_read_the_memmap(root):
-    dm = LatentDataModule(root=str(root), batch_size=250, num_workers=2, persistent_workers=False)
+    dm = LatentDataModule(
+        sigma_data=PAPER.sigma_data, root=str(root), batch_size=250, num_workers=2, persistent_workers=False
+    )
     dm.setup("fit")
     assert sum(len(b) for b in itertools.islice(dm.train_dataloader(), 4)) == 1000
 
@@ -150,7 +157,9 @@ def test_lightning_ddp_spawn_sees_every_item_once(tmp_path):
     z = np.random.default_rng(0).normal(size=(1000, 4, 2, 2)).astype(np.float32)
     z[:, 0, 0, 0] = np.arange(1000)  # element (0, 0, 0) carries the item id
     write_array_root(tmp_path / "lat", [z])
-    dm = LatentDataModule(root=str(tmp_path / "lat"), batch_size=100)  # global batch: 50 per rank
+    dm = LatentDataModule(
+        sigma_data=PAPER.sigma_data, root=str(tmp_path / "lat"), batch_size=100
+    )  # global batch: 50 per rank
     L.Trainer(
         accelerator="cpu",
         devices=2,
@@ -162,7 +171,7 @@ def test_lightning_ddp_spawn_sees_every_item_once(tmp_path):
         enable_progress_bar=False,
         callbacks=[ReleaseProcessGroup()],
     ).fit(_Recorder(tmp_path), dm)
-    codec = LatentCodec.from_root(tmp_path / "lat")
+    codec = LatentCodec.from_root(tmp_path / "lat", sigma_data=PAPER.sigma_data)
     x0 = torch.cat([torch.load(tmp_path / f"r{r}.pt") for r in (0, 1)])
     ids = torch.round(x0 * codec.std[0, 0, 0] / 0.5 + codec.mean[0, 0, 0]).long()
     assert sorted(ids.tolist()) == list(range(1000))

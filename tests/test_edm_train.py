@@ -10,7 +10,7 @@ from train_utils import compose_cfg, fit, sample_npz
 import lct.cli.evaluate as evaluate_cli
 import lct.cli.sample as sample_cli
 import lct.train.run as run
-from lct.core import ConsistencyFunction, Denoiser
+from lct.core import PAPER, ConsistencyFunction, Denoiser
 from lct.core.edm import heun_sigmas
 from lct.errors import LctError
 from lct.io.checkpoint import load_for_sampling
@@ -62,7 +62,8 @@ def test_edm_checkpoint_samples_with_heun_at_odd_nfe(edm_run, tmp_path):
     for nfe, steps in ((1, 1), (3, 2)):
         z = sample_npz(ckpt, nfe, tmp_path / f"s{nfe}")
         assert z["images"].shape == (3, 32, 32, 3) and np.isfinite(z["latents"]).all()
-        np.testing.assert_array_equal(z["sigmas"], heun_sigmas(steps).numpy())  # t_0 = 80, ..., t_N = 0
+        grid = heun_sigmas(steps, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho)  # t_0 = 80, ..., t_N = 0
+        np.testing.assert_array_equal(z["sigmas"], grid.numpy())
 
 
 def test_even_nfe_is_refused_in_one_line(edm_run, tmp_path):
@@ -124,7 +125,8 @@ def test_init_from_starts_the_student_at_the_edm_ema_and_is_not_reapplied_on_res
     assert meta["init_from"]["path"] == str(edm_ckpt.resolve()) and meta["config"]["init_from"] == str(edm_ckpt)
     # Resume (ckpt_path=auto finds last.ckpt): the run's own weights win, init_from is not read again.
     monkeypatch.setattr(run, "init_from_edm", lambda *a: pytest.fail("init_from re-applied on resume"))
-    resumed = fit(compose_cfg(tmp_path, common + ["trainer.max_steps=4"]))
+    # (a longer run is another config: lct.train refuses it without resume_changes=allow, and so does ckpt_path=auto)
+    resumed = fit(compose_cfg(tmp_path, common + ["trainer.max_steps=4", "resume_changes=allow"]))
     assert resumed.global_step == 4 and resumed.init_from["path"] == str(edm_ckpt.resolve())
     monkeypatch.undo()
     # A consistency checkpoint is not a diffusion model to start from.

@@ -28,7 +28,7 @@ class TinyModule(L.LightningModule):
     @torch.no_grad()
     def generate(self, noise, sigmas, ema=True):
         self.generate_calls.append((noise.shape[0], list(sigmas), ema))
-        return multistep_sample(self.f, noise, sigmas)
+        return multistep_sample(self.f, noise, sigmas, self.noise_levels.sigma_min)
 
 
 class TinyData(L.LightningDataModule):

@@ -153,13 +153,13 @@ def test_evaluate_reports_both_nfe_searches_and_resumes(ckpt, tmp_path, monkeypa
 def test_checkpoint_for_another_latent_shape_is_named():
     b = tiny_bundle(codec_shape=(4, 8, 8))
     with pytest.raises(CheckpointMismatch, match=r"\(4, 4, 4\).*\(4, 8, 8\)"):
-        check_latent_shape(b.model, b.latent_shape, b.codec)
+        check_latent_shape(b.model, b.latent_shape, b.codec, sigma_max=b.noise.sigma_max)
 
 
 def test_checkpoint_from_another_backbone_is_named():
     b = tiny_bundle(channels=3)  # a 3-channel backbone asked to make 4-channel latents
     with pytest.raises(CheckpointMismatch, match=r"TinyBackbone.*\(4, 4, 4\)"):
-        check_latent_shape(b.model, b.latent_shape, b.codec)
+        check_latent_shape(b.model, b.latent_shape, b.codec, sigma_max=b.noise.sigma_max)
 
 
 def test_cli_loads_refuse_a_mismatched_checkpoint(tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def tiny_bundle(latent_shape=LATENT_SHAPE, codec_shape=LATENT_SHAPE, channels: i
     from lct.io.checkpoint import Bundle
 
     torch.manual_seed(0)
-    model = ConsistencyFunction(TinyBackbone(channels)).eval()
+    model = ConsistencyFunction(TinyBackbone(channels), PAPER).eval()
     return Bundle(
         model=model,
         cfg=None,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lct.core import PAPER
 from lct.data import LatentDataModule, scan
 from lct.data.builtin import MARKER, ensure_builtin, root_lock
 from lct.data.encoding import write_array_root
@@ -50,7 +51,7 @@ def test_scan_names_shard_and_rows_once_then_reads_the_cache(tmp_path, monkeypat
     with pytest.raises(
         LctError, match=r"lat/shards/000001\.npy rows 2, 5 \(2 of 16 latents\).*data\.skip_nonfinite=true"
     ):
-        LatentDataModule(str(root), batch_size=4).prepare_data()
+        LatentDataModule(str(root), batch_size=4, sigma_data=PAPER.sigma_data).prepare_data()
     assert _files(root) == before  # a user's root is only read: the cache lives in lct's cache directory
     assert [p.name for p in (tmp_path / "cache" / "nonfinite").iterdir()] == [scan.cache_path(root).name]
 
@@ -97,7 +98,7 @@ def test_builtin_root_caches_beside_its_shards_but_never_over_a_foreign_file(tmp
 
 def test_skip_nonfinite_logs_and_leaves_the_rows_out_of_sampling(tmp_path, caplog):
     root = _root(tmp_path / "lat")
-    dm = LatentDataModule(str(root), batch_size=2, skip_nonfinite=True)
+    dm = LatentDataModule(str(root), batch_size=2, skip_nonfinite=True, sigma_data=PAPER.sigma_data)
     with caplog.at_level(logging.WARNING, logger="lct.data.scan"):
         dm.prepare_data()
         dm.setup("fit")

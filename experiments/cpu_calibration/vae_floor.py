@@ -14,6 +14,7 @@ import json
 import numpy as np
 import torch
 
+from lct.core import PAPER
 from lct.data import LatentCodec
 from lct.data.shards import LatentShards, read_metadata
 from lct.eval.metrics import GenerativeMetrics
@@ -27,7 +28,7 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=1000)
     ap.add_argument("--indices", required=True, help=".npy of latent indices, disjoint from the reference images")
     args = ap.parse_args()
-    codec = LatentCodec.from_root(args.root)
+    codec = LatentCodec.from_root(args.root, sigma_data=PAPER.sigma_data)
     shards = LatentShards(args.root, read_metadata(args.root))
     z = torch.from_numpy(shards.gather(np.sort(np.load(args.indices)[: args.num])))
     metrics = GenerativeMetrics(kid_subset_size=500)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -42,6 +44,12 @@ def instantiate_part(node, key: str, **kwargs):
                 f"{key}._target_ {target!r} cannot be imported; pick an option of its conf/ group or give an "
                 "importable class"
             ) from None
+        unknown = isinstance(cause, TypeError) and re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if unknown:  # a misspelt or stray key: no part takes **kwargs it would ignore
+            raise LctError(
+                f"{key}.{unknown[1]} is not a setting of {target}; drop it or fix its spelling on the command line "
+                f"or in the config (`--cfg job` prints the composed {key})"
+            ) from (cause if debug_requested() else None)
         # Lightning's MisconfigurationException (trainer, callbacks) is a plain Exception: named, not imported.
         if isinstance(cause, (ValueError, TypeError)) or type(cause).__name__ == "MisconfigurationException":
             detail = " ".join(str(cause).split())

@@ -19,10 +19,8 @@ from torch import nn
 from lct.errors import LctError
 
 from ._checks import check_finite, check_finite_on_host, check_same_shape
-from .noise_levels import PAPER, NoiseLevels, karras_sigmas
+from .noise_levels import NoiseLevels, karras_sigmas
 from .precond import boundary_scalings, c_noise
-
-SIGMA_DATA, SIGMA_MIN, SIGMA_MAX, RHO = PAPER.sigma_data, PAPER.sigma_min, PAPER.sigma_max, PAPER.rho
 
 # Karras et al. 2022, Table 1: training noise distribution ln(sigma) ~ N(P_mean, P_std^2).
 EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
@@ -32,7 +30,7 @@ EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
 # Preconditioning and the denoiser.
 
 
-def edm_scalings(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA):
+def edm_scalings(sigma: torch.Tensor, sigma_data: float):
     """(c_skip, c_out, c_in) of EDM's denoiser at noise level sigma (no range checks: hot path)."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64 if not torch.is_tensor(sigma) else None)
     root = (sigma**2 + sigma_data**2).sqrt()
@@ -46,7 +44,7 @@ class Denoiser(nn.Module):
     have the same keys.
     """
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = SIGMA_DATA):
+    def __init__(self, backbone: nn.Module, sigma_data: float):
         super().__init__()
         self.backbone = backbone
         self.sigma_data = sigma_data
@@ -85,14 +83,12 @@ def lognormal_sigmas(
     return (p_mean + p_std * z).exp().to(device)
 
 
-def edm_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     """lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2 = 1/c_out^2 (= 1/sigma^2 + 1/sigma_d^2)."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
-def edm_loss(
-    denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, sigma_data: float = SIGMA_DATA
-) -> torch.Tensor:
+def edm_loss(denoiser, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     """Per-sample lambda(sigma) mean_D (D(x0 + sigma n, sigma) - x0)^2, shape (B,).
 
     Averaged over D like lct's diffusion loss; because lambda c_out^2 = 1 this is the backbone's plain
@@ -110,9 +106,7 @@ def edm_loss(
 # Deterministic sampler (Karras et al. 2022, Algorithm 1 without churn).
 
 
-def heun_sigmas(
-    steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO
-) -> torch.Tensor:
+def heun_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
     """t_0..t_N (float64): the N-point Karras grid from sigma_max to sigma_min, then t_N = 0.
 
     One step is [sigma_max, 0]: a single denoiser evaluation, D(sigma_max n, sigma_max).
@@ -147,9 +141,9 @@ def heun_sample(
     denoiser,
     noise: torch.Tensor,
     steps: int,
-    sigma_min: float = SIGMA_MIN,
-    sigma_max: float = SIGMA_MAX,
-    rho: float = RHO,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float,
 ) -> torch.Tensor:
     """x_N from x_0 = t_0 n along dx/dt = (x - D(x, t)) / t on heun_sigmas(steps)."""
     return heun_solve(denoiser, noise, heun_sigmas(steps, sigma_min, sigma_max, rho))
@@ -214,7 +208,7 @@ class PreconditioningGap:
     sigma_c_out: float
 
 
-def preconditioning_gap(sigmas, noise: NoiseLevels = PAPER) -> PreconditioningGap:
+def preconditioning_gap(sigmas, noise: NoiseLevels) -> PreconditioningGap:
     """max |c_skip^CT - c_skip^EDM| and max |c_out^CT - c_out^EDM| over `sigmas` (c_in and c_noise agree).
 
     |Delta c_out| = sigma_d sigma_min / sqrt(sigma^2 + sigma_d^2) is largest at sigma_min (~ sigma_min);

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import check_finite_on_host, check_same_shape
-from .noise_levels import PAPER
 from .schedules import ict_weight
 
 
@@ -61,7 +60,7 @@ def diffusion_loss(
     x0: torch.Tensor,
     sigma: torch.Tensor,
     mask: torch.Tensor,
-    sigma_data: float = PAPER.sigma_data,
+    sigma_data: float,
     denominator: float | None = None,
 ) -> torch.Tensor:
     """Mean over the selected samples of (1/sigma^2 + 1/sigma_d^2) mean_D (student - x0)^2; 0 if none.
@@ -123,7 +122,7 @@ def lct_loss(
     metric,
     c,
     diffusion: LowNoiseDiffusion,
-    sigma_data: float = PAPER.sigma_data,
+    sigma_data: float,
     diffusion_denominator: float | None = None,
 ) -> LossTerms:
     """L = L_CT + w L_diff for one batch; `metric` a RobustMetric, `diffusion` the (w, r) part."""

@@ -2,8 +2,9 @@
 
 The run's config (`method.sigma`) is the one source at run time; it reaches preconditioning, data
 scaling, the training grid, sampling and evaluation through this object, and checkpoints store it.
-The defaults below are the paper's (Karras et al. 2022 grid, sigma_data = 0.5 on normalized latents)
-and serve library calls made without a config.
+The defaults below are the paper's (Karras et al. 2022 grid, sigma_data = 0.5 on normalized latents) and
+define `PAPER`; code that runs with a config or a checkpoint takes its levels from there, and the functions
+that need sigma_data or a noise level take it as an argument, never the paper's by default.
 """
 
 from __future__ import annotations
@@ -59,8 +60,17 @@ class NoiseLevels:
 
     @classmethod
     def from_config(cls, sigma) -> NoiseLevels:
-        """From the run's `method.sigma` {min, max, rho, data, mid_index, mid_grid, mid}."""
+        """From the run's `method.sigma` {min, max, rho, data, mid_index, mid_grid, mid}; min, max, rho and data
+        must be there (mid_index and mid_grid: configs written before they existed used the paper's)."""
         s = dict(sigma)
+        missing = [key for key in ("min", "max", "rho", "data") if s.get(key) is None]
+        if missing:
+            from lct.errors import LctError
+
+            raise LctError(
+                f"method.sigma.{missing[0]} is not set (method.sigma needs min, max, rho and data); set "
+                f"method.sigma.{missing[0]}=... (conf/config.yaml has the paper's values)"
+            )
         return cls(
             sigma_min=float(s["min"]),
             sigma_max=float(s["max"]),

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ._checks import check_sigma_range
-from .noise_levels import PAPER, NoiseLevels
+from .noise_levels import NoiseLevels
 
 # ----------------------------------------------------------------------------
 # Scalings (unchecked: the hot path's sigma comes from a validated grid).
@@ -23,7 +23,7 @@ def _scalings(sigma: torch.Tensor, sigma_data: float, sigma_min: float):
     return c_skip, c_out, c_in
 
 
-def boundary_scalings(sigma, noise: NoiseLevels = PAPER):
+def boundary_scalings(sigma, noise: NoiseLevels):
     """(c_skip, c_out, c_in) at noise level sigma; ValueError outside [sigma_min, sigma_max]."""
     check_sigma_range("sigma", sigma, noise.sigma_min, noise.sigma_max)
     return _scalings(
@@ -50,7 +50,7 @@ def c_noise(sigma, check: bool = True) -> torch.Tensor:
 class ConsistencyFunction(nn.Module):
     """f_theta = preconditioning around a backbone F_theta(x_in (B,C,H,W), c_noise (B,)) -> (B,C,H,W)."""
 
-    def __init__(self, backbone: nn.Module, noise: NoiseLevels = PAPER):
+    def __init__(self, backbone: nn.Module, noise: NoiseLevels):
         super().__init__()
         self.backbone, self.noise = backbone, noise
 

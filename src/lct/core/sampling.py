@@ -7,12 +7,11 @@ import math
 import torch
 
 from ._checks import check_finite
-from .noise_levels import PAPER
 
 
 @torch.no_grad()
 def multistep_sample(
-    f, noise: torch.Tensor, sigmas, sigma_min: float = PAPER.sigma_min, generator: torch.Generator | None = None
+    f, noise: torch.Tensor, sigmas, sigma_min: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """x0 after len(sigmas) evaluations: x0 = f(sigma_0 n); x0 = f(x0 + sqrt(s^2 - sigma_min^2) z, s)."""
     sigmas = [float(s) for s in sigmas]
@@ -34,17 +33,17 @@ def multistep_sample(
     return x0
 
 
-def onestep_sample(f, noise: torch.Tensor, sigma_max: float = PAPER.sigma_max) -> torch.Tensor:
+def onestep_sample(f, noise: torch.Tensor, sigma_max: float, sigma_min: float) -> torch.Tensor:
     """1 NFE: x0 = f(sigma_max n, sigma_max)."""
-    return multistep_sample(f, noise, [sigma_max])
+    return multistep_sample(f, noise, [sigma_max], sigma_min)
 
 
 def twostep_sample(
     f,
     noise: torch.Tensor,
     sigma_mid: float,
-    sigma_max: float = PAPER.sigma_max,
-    sigma_min: float = PAPER.sigma_min,
+    sigma_max: float,
+    sigma_min: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """2 NFE with the intermediate level sigma_mid (NoiseLevels.sigma_mid: the paper's grid index 430 of 641)."""

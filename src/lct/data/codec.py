@@ -5,7 +5,6 @@ import os
 import numpy as np
 import torch
 
-from lct.core.noise_levels import NoiseLevels
 
 from lct.data.shards import METADATA, LatentDataError, load_stats, read_metadata
 from lct.data.vae import load_vae, weights_fingerprint
@@ -18,7 +17,7 @@ class LatentCodec:
 
     def __init__(self, mean, std, vae_ref: str, vae_weights: str | None = None,
                  image_channels: int | None = None, image_size: int | None = None,
-                 decode_batch_size: int = 64, sigma_data: float = NoiseLevels.sigma_data):
+                 decode_batch_size: int = 64, *, sigma_data: float):
         self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)  # (C, H, W)
         self.std = torch.as_tensor(np.asarray(std), dtype=torch.float32)    # (C, H, W)
         self.vae_ref, self.vae_weights = vae_ref, vae_weights
@@ -28,13 +27,14 @@ class LatentCodec:
         self._vae = None
 
     @classmethod
-    def from_root(cls, root: str | os.PathLike, vae: str | None = None, **kwargs) -> "LatentCodec":
-        """Codec of a latent root; `vae` overrides the recorded VAE path (e.g. the same hub id cached
-        elsewhere), and its weights are still checked against the ones that encoded the latents."""
+    def from_root(cls, root: str | os.PathLike, vae: str | None = None, *, sigma_data: float,
+                  **kwargs) -> "LatentCodec":
+        """Codec of a latent root at the run's sigma_data; `vae` overrides the recorded VAE path (e.g. the same
+        hub id cached elsewhere), and its weights are still checked against the ones that encoded the latents."""
         meta = read_metadata(root)
         mean, std = load_stats(root, meta)
         return cls(mean, std, vae or meta["vae"]["ref"], meta["vae"]["weights_fingerprint"],
-                   meta["image"]["channels"], meta["image"]["size"], **kwargs)
+                   meta["image"]["channels"], meta["image"]["size"], sigma_data=sigma_data, **kwargs)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

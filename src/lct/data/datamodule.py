@@ -9,7 +9,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lct.core.noise_levels import NoiseLevels
 from lct.data.builtin import ensure_builtin
 from lct.data.codec import LatentCodec
 from lct.data.loader import LatentBatchDataset, step_loader
@@ -32,7 +31,7 @@ class LatentDataModule(L.LightningDataModule):
     def __init__(self, root: str, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
                  seed: int = 0, builtin: str | None = None, latent_channels: int | None = None,
                  latent_resolution: int | None = None, persistent_workers: bool = True, vae: str | None = None, epochs: int | None = None,
-                 name: str | None = None, sigma_data: float = NoiseLevels.sigma_data,
+                 name: str | None = None, *, sigma_data: float,
                  skip_nonfinite: bool = False):
         """`epochs` and `name` are read by the trainer config; they are accepted here so that the
         whole `data` group can be instantiated. `vae` overrides the VAE path recorded in metadata;

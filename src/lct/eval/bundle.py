@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from lct.core.noise_levels import PAPER
-
 
 class CheckpointMismatch(ValueError):
     """The checkpoint's model does not fit the latent shape of its codec/data."""
@@ -21,7 +19,7 @@ def load_bundle(path: str, ema: bool = True, device: str | torch.device = "cpu")
     bundle.model.to(device).eval()
     if hasattr(bundle.codec, "to"):
         bundle.codec.to(device)
-    check_latent_shape(bundle.model, bundle.latent_shape, bundle.codec, device)
+    check_latent_shape(bundle.model, bundle.latent_shape, bundle.codec, device, sigma_max=bundle.noise.sigma_max)
     return bundle
 
 
@@ -38,8 +36,11 @@ def codec_latent_shape(codec) -> tuple[int, ...] | None:
 
 
 @torch.no_grad()
-def check_latent_shape(model, latent_shape, codec=None, device: str | torch.device = "cpu") -> None:
-    """Raise CheckpointMismatch naming both shapes if the model or the codec disagree with latent_shape."""
+def check_latent_shape(
+    model, latent_shape, codec=None, device: str | torch.device = "cpu", *, sigma_max: float
+) -> None:
+    """Raise CheckpointMismatch naming both shapes if the model (probed at the run's sigma_max) or the codec
+    disagree with latent_shape."""
     latent_shape = tuple(int(s) for s in latent_shape)
     decoded = codec_latent_shape(codec) if codec is not None else None
     if decoded is not None and decoded != latent_shape:
@@ -49,7 +50,7 @@ def check_latent_shape(model, latent_shape, codec=None, device: str | torch.devi
         )
     probe = torch.zeros((1, *latent_shape), device=device)
     try:
-        out = model(probe, getattr(model, "noise", PAPER).sigma_max)
+        out = model(probe, sigma_max)
     except (RuntimeError, ValueError) as err:
         raise CheckpointMismatch(
             f"the checkpoint's model ({type(getattr(model, 'backbone', model)).__name__}) "
