@@ -22,7 +22,7 @@ from lct.errors import LctError
 from .grid import image_grid, save_png, side_by_side
 from .metrics import GenerativeMetrics
 from .reference import decoded_batches, extract_features, load_or_compute_reference, make_provenance
-from .sampling import generate, rank_seeds
+from .sampling import rank_seeds, seeded_batches
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class SampleGridCallback(PeriodicSamplingCallback):
                 torch.cat(
                     [
                         img.cpu()
-                        for _, _, img in generate(
+                        for _, _, img in seeded_batches(
                             sample_fn, seeds, shape, self.sigmas(n), 256, codec.decode, pl_module.device
                         )
                     ]
@@ -276,7 +276,7 @@ class SampleEvalCallback(SampleGridCallback):
             sigmas = self.sigmas(nfe)
             self.metrics.reset_fake()
             shown = []
-            for _, _, images in generate(
+            for _, _, images in seeded_batches(
                 sample_fn, seeds, shape, sigmas, self.batch_size, codec.decode, pl_module.device
             ):
                 self.metrics.update(images)

@@ -20,7 +20,7 @@ from lct.errors import LctError
 
 from .callback import PeriodicSamplingCallback
 from .digits import DigitScorer
-from .sampling import generate
+from .sampling import seeded_batches
 
 log = logging.getLogger(__name__)
 # Logged per NFE, in the order the log line prints them (legibility always beside coverage).
@@ -41,7 +41,7 @@ def sample_images(
     """Decoded EMA samples at `nfe` NFE (consistency 1: [sigma_max], 2: [sigma_max, sigma_mid]; diffusion: Heun
     with 2 steps - 1 = nfe), one batch at a time."""
     sample_fn = lambda noise, sigmas: pl_module.generate(noise, sigmas, ema=True)  # noqa: E731
-    for _, _, images in generate(
+    for _, _, images in seeded_batches(
         sample_fn, seeds, latent_shape, nfe_sigmas(kind, noise, nfe, sigma_mid), batch_size, decode, pl_module.device
     ):
         yield images

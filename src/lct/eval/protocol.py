@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from lct.errors import LctError
 
-from .sampling import generate
+from .sampling import seeded_batches
 
 CHUNK_SIZE = 1000
 
@@ -67,7 +67,9 @@ def sample_features(
         if cached is None:
             parts = [
                 extractor(images)
-                for _, _, images in generate(sample_fn, chunk_seeds, latent_shape, sigmas, batch_size, decode, device)
+                for _, _, images in seeded_batches(
+                    sample_fn, chunk_seeds, latent_shape, sigmas, batch_size, decode, device
+                )
             ]
             cached = torch.cat(parts).float().cpu()
             _save_chunk(path, cached, want)
@@ -122,7 +124,7 @@ def load_images(path: str | Path) -> torch.Tensor:
 
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
         if not files:
-            raise ValueError(f"no .png/.jpg images in {p}")
+            raise LctError(f"no .png/.jpg images in {p}; pass a folder of images, or a .npz/.npy/.pt file of them")
         arr = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
     elif p.suffix == ".npz":
         with np.load(p) as z:
@@ -132,7 +134,7 @@ def load_images(path: str | Path) -> torch.Tensor:
     elif p.suffix == ".pt":
         arr = torch.load(p, map_location="cpu", weights_only=True).numpy()
     else:
-        raise ValueError(f"unsupported image source {p} (a folder, .npz, .npy or .pt)")
+        raise LctError(f"unsupported image source {p}: pass a folder of images, or a .npz, .npy or .pt file of them")
     x = torch.from_numpy(np.ascontiguousarray(arr))
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) greyscale

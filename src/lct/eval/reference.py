@@ -151,7 +151,7 @@ def extract_features(
             break
     bar.close()
     if not feats:
-        raise ValueError("the reference image source yielded no images")
+        raise LctError("the reference image source yielded no images; give a source that holds images")
     return torch.cat(feats)
 
 

@@ -27,7 +27,7 @@ from lct.eval.reference import (
     tensor_batches,
 )
 from lct.eval.samples import resolve_sigma_mid, selected_weights
-from lct.eval.sampling import generate
+from lct.eval.sampling import seeded_batches
 from lct.io import records
 from lct.io.ckpt_file import read_checkpoint_file
 
@@ -96,7 +96,7 @@ def evaluate_digits(args, bundle, sample_fn, sigmas, num_samples: int | None = N
     seeds = range(args.seed, args.seed + (num_samples or args.num_samples))
     batches = (
         images
-        for _, _, images in generate(
+        for _, _, images in seeded_batches(
             sample_fn, seeds, bundle.latent_shape, sigmas, args.batch_size, bundle.codec.decode, args.device
         )
     )

@@ -12,7 +12,7 @@ import torch
 from lct.errors import LctError
 from lct.eval.grid import image_grid, save_png
 from lct.eval.inception import to_uint8
-from lct.eval.sampling import generate
+from lct.eval.sampling import seeded_batches
 
 
 def selected_weights(no_ema: bool, ema_decay: float | None) -> bool | float:
@@ -37,7 +37,7 @@ def write_samples(
     """Sample i from the noise of seeds[i] at `sigmas` and write the files into `out` (`grid` samples in grid.png)."""
     (out / "png").mkdir(parents=True, exist_ok=True)
     images, latents = [], []
-    for chunk, x0, imgs in generate(
+    for chunk, x0, imgs in seeded_batches(
         bundle.sample, seeds, bundle.latent_shape, sigmas, batch_size, bundle.codec.decode, device
     ):
         u8 = to_uint8(imgs.cpu()).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)

@@ -25,7 +25,7 @@ def rank_seeds(seed: int, num_samples: int, rank: int = 0, world_size: int = 1) 
 
 
 @torch.no_grad()
-def generate(
+def seeded_batches(
     sample_fn: Callable[[torch.Tensor, list[float]], torch.Tensor],
     seeds: Sequence[int],
     latent_shape: Sequence[int],
