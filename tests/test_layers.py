@@ -149,6 +149,10 @@ def test_find_cycle_finds_one():
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
+def test_the_layers_are_an_order():
+    assert find_cycle({layer: allowed for layer, (allowed, _) in LAYERS.items()}) is None
+
+
 def test_the_module_graph_has_no_cycle():
     cycle = find_cycle(graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
