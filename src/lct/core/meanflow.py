@@ -31,7 +31,7 @@ from .noise_levels import NoiseLevels
 TIME_SCALE = 1000.0  # the backbone sees 1000 t and 1000 (t - r): the span of lct's c_noise labels
 P_MEAN, P_STD = -0.4, 1.0  # paper Table 1: t and r each logit-normal, lognorm(-0.4, 1.0) the best FID
 RATIO = 0.25  # paper Table 1: the fraction of pairs with r != t (the rest are flow matching, r = t)
-ADAPTIVE_P, ADAPTIVE_C = 1.0, 1e-3  # paper §4.3: w = 1 / (||Delta||^2 + c)^p, p = 1 best in Table 1
+ADAPTIVE_P, ADAPTIVE_C = 1.0, 1e-3  # adaptive weighting w = 1 / (||Delta||^2 + c)^p; p = 1 best (Table 1)
 T_MID = 0.5  # the 2-NFE intermediate time without a sigma_mid (the evenly spaced 2-step grid)
 
 
@@ -114,12 +114,12 @@ def u_and_dudt(u, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, v: torch.Te
 
 
 def meanflow_target(v: torch.Tensor, dudt: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """u_tgt = v - (t - r) d/dt u, without gradient (paper eq. 10's stop-gradient)."""
+    """u_tgt = v - (t - r) d/dt u, without gradient (the paper's stop-gradient on the target)."""
     return (v - _bcast(t - r, v) * dudt).detach()
 
 
 def adaptive_weight(sq_norm: torch.Tensor, p: float = ADAPTIVE_P, c: float = ADAPTIVE_C) -> torch.Tensor:
-    """w = 1 / (||Delta||^2 + c)^p, without gradient (paper §4.3)."""
+    """w = 1 / (||Delta||^2 + c)^p, without gradient (the paper's adaptive loss weighting)."""
     return (sq_norm.detach() + c).pow(-p)
 
 
