@@ -13,6 +13,13 @@ class LctError(ValueError):
     """A user-fixable problem; the message names the cause, the file or key, and the fix."""
 
 
+# Set beside HYDRA_FULL_ERROR=1 by lct.cli.run_cli, which has Hydra raise its errors so that they become one line:
+# that HYDRA_FULL_ERROR asks for no traceback (in the command and in the processes it starts).
+HYDRA_RAISES = "LCT_HYDRA_RAISES"
+
+
 def debug_requested() -> bool:
-    """LCT_DEBUG=1 or HYDRA_FULL_ERROR=1: keep tracebacks (and an error's own cause) instead of one line."""
-    return any(os.environ.get(key, "") not in ("", "0") for key in ("LCT_DEBUG", "HYDRA_FULL_ERROR"))
+    """LCT_DEBUG=1 or the user's HYDRA_FULL_ERROR=1: keep tracebacks (and an error's own cause) instead of one line."""
+    if os.environ.get("LCT_DEBUG", "") not in ("", "0"):
+        return True
+    return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0") and not os.environ.get(HYDRA_RAISES)

@@ -12,7 +12,7 @@ import logging
 import shlex
 import sys
 
-from lct.cli import run_cli
+from lct.cli import at_least, run_cli
 from lct.data.analysis import latent_statistics
 
 
@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--root", default="data/mnist", help="latent root written by python -m lct.encode")
     p.add_argument("--builtin", default=None, help="build this built-in's latents at --root first (mnist)")
     p.add_argument("--out", default="experiments/latent_statistics")
-    p.add_argument("--max-items", type=int, default=5000, help="images sampled for the statistics")
+    p.add_argument("--max-items", type=at_least(2), default=5000, help="images sampled for the statistics")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 

@@ -14,7 +14,7 @@ import logging
 import shlex
 import sys
 
-from lct.cli import run_cli
+from lct.cli import positive_int, run_cli
 from lct.data.encoding import EncodeOptions, encode_latents, finalize_stats
 
 
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="stabilityai/sd-vae-ft-ema",
         help="hub id, local save_pretrained folder, or builtin:mnist (the shipped project VAE)",
     )
-    p.add_argument("--size", type=int, default=256, help="resize shorter side and center-crop to this")
+    p.add_argument("--size", type=positive_int, default=256, help="resize shorter side and center-crop to this")
     p.add_argument("--flip", action="store_true", help="also store horizontally flipped copies")
     p.add_argument(
         "--posterior",
@@ -41,10 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="posterior sample (the paper) or its mean (deterministic)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--shard-items", type=int, default=2048, help="source images per shard (the resume unit)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--shard-items", type=positive_int, default=2048, help="source images per shard (the resume unit)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--workers", type=int, default=4, help="threads decoding image files")
+    p.add_argument("--workers", type=positive_int, default=4, help="threads decoding image files")
     p.add_argument("--strict", action="store_true", help="fail on an unreadable image instead of skipping")
     p.add_argument("--stats-only", action="store_true", help="only recompute mu/s of an existing root")
     args = p.parse_args(argv)

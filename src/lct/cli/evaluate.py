@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lct.cli import run_cli
+from lct.cli import at_least, positive_int, run_cli
 from lct.cli.sample import add_sigma_args
 from lct.eval.inception import ENV_VAR, RESIZE_MODES
 from lct.eval.protocol import PROTOCOLS
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lct.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("--out", default="eval")
-    p.add_argument("--num-samples", type=int, default=50_000)
+    p.add_argument("--num-samples", type=at_least(2), default=50_000)
     p.add_argument(
         "--nfe",
         type=int,
@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="the training latents (the lct.encode --out) when the checkpoint's data.root is not found from here",
     )
-    p.add_argument("--num-reference", type=int, default=50_000, help="at most this many real images")
+    p.add_argument("--num-reference", type=at_least(2), default=50_000, help="at most this many real images")
     p.add_argument("--on-stale", choices=("recompute", "error"), default="recompute")
     p.add_argument(
         "--search",
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--search-indices", type=int, nargs="+", default=SEARCH_INDICES)
     p.add_argument(
-        "--search-num-samples", type=int, default=None, help="samples per search point (default --num-samples)"
+        "--search-num-samples", type=at_least(2), default=None, help="samples per search point (default --num-samples)"
     )
     p.add_argument("--inception-path", default=None, help=f"FID InceptionV3 TorchScript file (or ${ENV_VAR})")
     p.add_argument("--resize-mode", choices=RESIZE_MODES, default="tf1_bilinear")
@@ -81,8 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="ours (torchmetrics conventions) or authors (the paper's pipeline: uint8 truncation, JPEG q75, "
         "pytorch-fid resize, real images as reference, samples rounded up to batches of 256)",
     )
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--chunk-size", type=int, default=1000, help="samples per resumable feature chunk")
+    p.add_argument("--kid-subset-size", type=at_least(2), default=1000)
+    p.add_argument("--chunk-size", type=positive_int, default=1000, help="samples per resumable feature chunk")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--metrics",

@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from lct.cli import run_cli
+from lct.cli import at_least, fraction, run_cli
 from lct.core.fit import PAPER_OFFSET, PAPER_SLOPE, STAGE_REDUCTIONS
 from lct.train.c_fit import fit_c
 
@@ -27,8 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="c_fit", help="folder for fit.json and fit.png")
     p.add_argument("--config", default=None, help="c_schedule YAML to write (default OUT/c_schedule.yaml)")
     p.add_argument("--reduce", choices=STAGE_REDUCTIONS, default="median", help="one spread per stage")
-    p.add_argument("--skip", type=float, default=0.0, help="fraction of each stage's first logs to drop")
-    p.add_argument("--min-n", type=int, default=2, help="fit only stages with N >= this")
+    p.add_argument("--skip", type=fraction, default=0.0, help="fraction of each stage's first logs to drop")
+    p.add_argument("--min-n", type=at_least(2), default=2, help="fit only stages with N >= this")
     return p.parse_args(argv)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lct.cli import run_cli
+from lct.cli import device, positive_int, run_cli
 from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.samples import resolve_sigma_mid, selected_weights, write_samples
@@ -39,15 +39,15 @@ def add_sigma_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="sample the EMA with this decay (one of the run's ema.decays; default: the first)",
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lct.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
-    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--num-samples", type=positive_int, default=64)
     p.add_argument(
         "--nfe",
         type=int,
@@ -63,9 +63,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--out", default="samples")
     p.add_argument("--no-png", action="store_true", help="skip the per-sample PNGs (npz and grid only)")
-    p.add_argument("--grid-size", type=int, default=64, help="samples shown in grid.png")
+    p.add_argument("--grid-size", type=positive_int, default=64, help="samples shown in grid.png")
     add_sigma_args(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.sigmas and any(a <= b for a, b in zip(args.sigmas, args.sigmas[1:])):
+        p.error(f"argument --sigmas: must be strictly descending (sigma_max first), got {args.sigmas}")
+    return args
 
 
 def main(argv=None) -> Path:

@@ -58,7 +58,9 @@ def _start_or_resume(root: Path, settings: dict, vae_info: dict, opts: EncodeOpt
         return meta
     downsample = vae_info["downsample"]
     if opts.size % downsample:
-        raise ValueError(f"--size {opts.size} is not a multiple of the VAE's downsampling {downsample}")
+        raise LatentDataError(
+            f"--size {opts.size} is not a multiple of the VAE's downsampling {downsample}; pass a multiple of it"
+        )
     return {
         "format": FORMAT, "complete": False, "settings": settings, "vae": vae_info,
         "image": {"channels": vae_info["in_channels"], "size": opts.size},
@@ -125,7 +127,10 @@ def _write_shard(root: Path, meta: dict, latents: np.ndarray, items: range, skip
 def encode_latents(opts: EncodeOptions) -> dict:
     """Encode `opts.source` into `opts.out`; resumes an unfinished run; returns the metadata."""
     if opts.posterior not in ("sample", "mean"):
-        raise ValueError(f"posterior must be 'sample' or 'mean', not {opts.posterior!r}")
+        raise LatentDataError(f"--posterior must be 'sample' or 'mean', not {opts.posterior!r}")
+    for flag, value in (("--size", opts.size), ("--batch-size", opts.batch_size), ("--shard-items", opts.shard_items)):
+        if value < 1:
+            raise LatentDataError(f"{flag} {value} is invalid: it must be a positive number; pass {flag} <n> >= 1")
     root = Path(opts.out)
     source = open_source(opts.source)
     device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available()

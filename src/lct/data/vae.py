@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from lct.errors import LctError
+
 log = logging.getLogger(__name__)
 
 # The project's own VAE, trained by `python -m lct.autoencoder` on built-in MNIST (src/lct/assets).
@@ -36,9 +38,9 @@ def load_vae(ref: str, device: str | torch.device = "cpu"):
         # low_cpu_mem_usage=False: the fast path needs `accelerate`, which is not a dependency.
         vae = AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False)
     except OSError as err:
-        raise OSError(
-            f"could not load the VAE {ref!r} ({path}): {err}. Give a local save_pretrained folder, or a hub "
-            "id with network access (HF_HUB_OFFLINE=1 blocks downloads; the cached copy is used if present)"
+        raise LctError(
+            f"could not load the VAE {ref!r} ({path}): {err}. Give a local save_pretrained folder, builtin:mnist, "
+            "or a hub id with network access (HF_HUB_OFFLINE=1 blocks downloads; the cached copy is used if present)"
         ) from err
     vae.requires_grad_(False)
     return vae.eval().to(device)
