@@ -13,10 +13,9 @@ from torch import nn
 from lct.core import NoiseLevels
 from lct.core.c_schedules import AdaptiveC, ConstantC
 from lct.core.coupling import MinibatchOT, NoCoupling
-from lct.core.meanflow import (
+from lct.core.meanflow import MeanFlowObjective, kind_sample, kind_times, meanflow_terms
+from lct.core.meanflow_math import (
     MeanFlowNet,
-    kind_sample,
-    kind_times,
     meanflow_loss,
     meanflow_target,
     meanflow_times,
@@ -25,7 +24,6 @@ from lct.core.meanflow import (
     twostep_sample,
     u_and_dudt,
 )
-from lct.core.meanflow_objective import MeanFlowObjective, meanflow_terms
 from lct.core.metrics import Cauchy, PseudoHuber
 from lct.errors import LctError
 from lct.nn import build_backbone

@@ -14,8 +14,8 @@ from train_utils import compose_cfg, fit, sample_npz
 
 import lct.cli.evaluate as evaluate_cli
 from lct.core.coupling import MinibatchOT
-from lct.core.meanflow import MeanFlowNet, kind_times
-from lct.core.meanflow_objective import MeanFlowObjective
+from lct.core.meanflow import MeanFlowObjective, kind_times
+from lct.core.meanflow_math import MeanFlowNet
 from lct.core.metrics import Cauchy, PseudoHuber
 from lct.io.checkpoint import load_for_sampling
 from lct.nn import NonScalingLayerNorm
