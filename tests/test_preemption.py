@@ -143,3 +143,16 @@ def test_slurm_requeue_signal_checkpoints_and_requeues_the_job(tmp_path):
     assert proc.returncode == EXIT_PREEMPTED, err[-2000:]
     assert _step(tmp_path / "run" / "checkpoints" / "last.ckpt") >= 20
     assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+
+
+def test_a_run_in_another_thread_keeps_the_process_signal_handlers():
+    import threading
+
+    from lct.train.preemption import install_handlers
+
+    before = signal.getsignal(signal.SIGTERM)
+    found = {}
+    worker = threading.Thread(target=lambda: found.update(previous=install_handlers()))
+    worker.start()
+    worker.join()
+    assert found["previous"] == {} and signal.getsignal(signal.SIGTERM) is before

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import threading
 
 import torch
 from lightning.pytorch import Callback
@@ -71,7 +72,10 @@ def _send(pid: int, signum: int) -> None:
 
 
 def install_handlers() -> dict:
-    """Route the stop signals to request_stop; returns the previous handlers (restore_handlers takes them)."""
+    """Route the stop signals to request_stop; returns the previous handlers (restore_handlers takes them). Only the
+    main thread may set handlers: a run in another thread (a threading launcher) keeps the process's own."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
     return {s: signal.signal(s, request_stop) for s in stop_signals()}
 
 
