@@ -125,3 +125,25 @@ def test_probe_of_a_checkpoint_uses_its_own_sigma_max():
 
     check_latent_shape(model, (1, 2, 2), sigma_max=12.5)
     assert seen == [12.5]
+
+
+METHOD_GROUPS = ("metric", "c_schedule", "coupling", "curriculum", "noise_sampler", "teacher", "diffusion")
+BUILDER_GIVES = {"dim", "total_steps"}  # lct.builders.build_objective passes the run's D and K
+
+
+def _method_parts():
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    return sorted(p for group in METHOD_GROUPS for p in (conf / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _method_parts(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_method_parts_state_every_constant(path):
+    """A method part's YAML gives every argument its class would otherwise take from its own default."""
+    from hydra.utils import get_object
+
+    node = OmegaConf.load(path)
+    if "_target_" not in node:
+        return
+    params = inspect.signature(get_object(node._target_)).parameters
+    defaulted = {n for n, p in params.items() if p.default is not inspect.Parameter.empty} - BUILDER_GIVES
+    assert defaulted <= set(node), f"{path.name} leaves {sorted(defaulted - set(node))} to the class's defaults"
