@@ -233,3 +233,14 @@ def test_the_registry_entry_builds_samples_and_refuses_other_nfe():
     assert kind.sample(f, torch.randn(2, 4, 8, 8), times, PAPER, None).shape == (2, 4, 8, 8)
     with pytest.raises(LctError, match="1 or 2 NFE"):
         kind.nfe_times(PAPER, 35, None)
+
+
+def test_jvp_under_bf16_autocast_runs_in_the_primals_precision():
+    from lct.core.jvp import jvp
+
+    conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+    x, t = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # without the guard the duals meet bf16 weights and fail
+        y, dy = jvp(conv, (x,), (t,))
+    assert y.dtype == dy.dtype == torch.float32
+    torch.testing.assert_close(dy, torch.nn.functional.conv2d(t, conv.weight, padding=1))

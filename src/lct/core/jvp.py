@@ -26,6 +26,9 @@ except ImportError:  # torch < 2.3 (pyproject allows torch >= 2.1): the older sw
 
 
 def jvp(fn, primals: tuple, tangents: tuple) -> tuple:
-    """(fn(*primals), d/de fn(primals + e tangents) at e = 0) through torch.func.jvp, with math attention."""
-    with math_attention():
+    """(fn(*primals), d/de fn(primals + e tangents) at e = 0) through torch.func.jvp, with math attention, in the
+    primals' precision: under autocast (bf16-mixed) the forward-mode duals meet bf16 weights and the convolutions
+    refuse them, so autocast is off inside (the tangent is a training target: fp32, as the losses)."""
+    device = next((p.device.type for p in primals if isinstance(p, torch.Tensor)), "cpu")
+    with math_attention(), torch.autocast(device_type=device, enabled=False):
         return torch.func.jvp(fn, tuple(primals), tuple(tangents))

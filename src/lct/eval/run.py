@@ -124,10 +124,10 @@ def evaluate(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     bundle = load_bundle(args.checkpoint, ema=selected_weights(args.no_ema, args.ema_decay), device=args.device)
     args.nfe = args.nfe or list(DEFAULT_NFE[bundle.kind])
-    if args.search and bundle.kind == "diffusion":
+    if args.search and bundle.kind != "consistency":
         raise LctError(
             f"--search sweeps the 2-NFE sigma_mid of a consistency model; {args.checkpoint} is a "
-            "diffusion (EDM) checkpoint: drop --search and compare NFE with --nfe"
+            f"method.kind={bundle.kind} checkpoint: drop --search and compare NFE with --nfe"
         )
     sigma_mid = resolve_sigma_mid(bundle.noise, args.sigma_mid, args.sigma_mid_index)
     sigmas = {nfe: bundle.nfe_sigmas(nfe, sigma_mid) for nfe in args.nfe}  # checks --nfe

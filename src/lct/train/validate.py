@@ -9,7 +9,7 @@ from numbers import Real
 from lightning.fabric.connector import _PRECISION_INPUT
 from omegaconf import DictConfig, OmegaConf
 
-from lct.core.sampling import KINDS
+from lct.core.kinds import KINDS, kind_choices
 from lct.errors import LctError
 
 RESUME_CHANGES = ("refuse", "allow")
@@ -75,7 +75,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise bad("method.diffusion.ratio", ratio, "a fraction of the noise grid in [0, 1]")
     kind = _get(cfg, "method.kind")
     if kind not in (None, *KINDS):
-        raise bad("method.kind", kind, " or ".join(KINDS) + " (experiment=edm sets diffusion)")
+        raise bad("method.kind", kind, f"one of {kind_choices()}")
     if _get(cfg, "init_from") is not None and kind == "diffusion":
         raise LctError(
             f"init_from={_get(cfg, 'init_from')} starts consistency training from an EDM checkpoint, but "
