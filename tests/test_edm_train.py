@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 from test_eval_helpers import tiny_bundle
-from train_utils import compose_cfg, fit, sample_npz
+from train_utils import (
+    assert_ddp_step_equals_single_process,
+    assert_resume_is_exact,
+    compose_cfg,
+    fit,
+    sample_npz,
+)
 
 import lct.cli.evaluate as evaluate_cli
 import lct.cli.sample as sample_cli
@@ -17,10 +23,6 @@ from lct.io.checkpoint import load_for_sampling
 from lct.train.validate import validate_config
 
 EDM = ["experiment=edm", "data.batch_size=8", "log_every=1"]
-
-
-def _params(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if torch.is_tensor(v)}
 
 
 @pytest.fixture(scope="module")
@@ -80,31 +82,11 @@ def test_even_nfe_is_refused_in_one_line(edm_run, tmp_path):
 
 
 def test_edm_resume_is_exact(tmp_path):
-    common = EDM + [
-        "trainer.max_steps=6",
-        "callbacks.checkpoint.every_n_train_steps=3",
-        "callbacks.checkpoint.save_top_k=-1",
-    ]
-    full = fit(compose_cfg(tmp_path / "a", common))
-    mid = next((tmp_path / "a" / "run" / "checkpoints").glob("*step=3.ckpt"))
-    resumed = fit(compose_cfg(tmp_path / "b", common + [f"ckpt_path='{mid}'"]))
-    a, b = _params(full), _params(resumed)
-    assert resumed.global_step == 6 and a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_resume_is_exact(tmp_path, EDM)
 
 
 def test_edm_ddp_first_step_equals_single_process(tmp_path):
-    common = EDM + ["trainer.max_steps=1", "~callbacks.final_checkpoint", "~callbacks.checkpoint"]
-    single = fit(compose_cfg(tmp_path / "one", common))
-    double = fit(
-        compose_cfg(
-            tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false", "trainer.max_steps=1"]
-        )
-    )
-    a, b = _params(single), _params(double)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_ddp_step_equals_single_process(tmp_path, EDM)
 
 
 def test_init_from_starts_the_student_at_the_edm_ema_and_is_not_reapplied_on_resume(edm_run, tmp_path, monkeypatch):

@@ -10,7 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from train_utils import compose_cfg, fit, sample_npz
+from train_utils import (
+    assert_ddp_step_equals_single_process,
+    assert_resume_is_exact,
+    compose_cfg,
+    fit,
+    sample_npz,
+)
 
 import lct.cli.evaluate as evaluate_cli
 from lct.core.coupling import MinibatchOT
@@ -21,10 +27,6 @@ from lct.io.checkpoint import load_for_sampling
 from lct.nn import NonScalingLayerNorm
 
 MF = ["experiment=meanflow", "data.batch_size=8", "log_every=1"]
-
-
-def _params(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if torch.is_tensor(v)}
 
 
 @pytest.fixture(scope="module")
@@ -81,28 +83,12 @@ def test_meanflow_checkpoint_samples_and_evaluates_at_1_and_2_nfe(mf_run, tmp_pa
 
 
 def test_meanflow_resume_is_exact(tmp_path):
-    common = MF + [
-        "trainer.max_steps=6",
-        "callbacks.checkpoint.every_n_train_steps=3",
-        "callbacks.checkpoint.save_top_k=-1",
-    ]
-    full = fit(compose_cfg(tmp_path / "a", common))
-    mid = next((tmp_path / "a" / "run" / "checkpoints").glob("*step=3.ckpt"))
-    resumed = fit(compose_cfg(tmp_path / "b", common + [f"ckpt_path='{mid}'"]))
-    a, b = _params(full), _params(resumed)
-    assert resumed.global_step == 6 and a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_resume_is_exact(tmp_path, MF)
 
 
 @pytest.mark.slow
 def test_meanflow_ddp_first_step_equals_single_process(tmp_path):
-    common = MF + ["trainer.max_steps=1", "~callbacks.final_checkpoint", "~callbacks.checkpoint"]
-    single = fit(compose_cfg(tmp_path / "one", common))
-    double = fit(compose_cfg(tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false"]))
-    a, b = _params(single), _params(double)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_ddp_step_equals_single_process(tmp_path, MF)
 
 
 @pytest.mark.parametrize(

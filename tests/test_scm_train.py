@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from train_utils import compose_cfg, fit, sample_npz
+from train_utils import (
+    assert_ddp_step_equals_single_process,
+    assert_resume_is_exact,
+    compose_cfg,
+    fit,
+    sample_npz,
+)
 
 from lct.core.coupling import MinibatchOT
 from lct.core.metrics import Cauchy
@@ -16,10 +22,6 @@ from lct.errors import LctError
 from lct.io.checkpoint import load_for_sampling
 
 SCM = ["experiment=scm", "data.batch_size=8", "log_every=5", "method.scm.warmup_steps=10"]
-
-
-def _params(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if torch.is_tensor(v)}
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +63,7 @@ def test_scm_checkpoint_samples_at_1_and_2_nfe(scm_run):
 
 
 def test_scm_resume_is_exact(tmp_path):
-    common = SCM + [
-        "trainer.max_steps=6",
-        "callbacks.checkpoint.every_n_train_steps=3",
-        "callbacks.checkpoint.save_top_k=-1",
-        "~callbacks.sample_grid",
-    ]
-    full = fit(compose_cfg(tmp_path / "a", common))
-    mid = next((tmp_path / "a" / "run" / "checkpoints").glob("*step=3.ckpt"))
-    resumed = fit(compose_cfg(tmp_path / "b", common + [f"ckpt_path='{mid}'"]))
-    a, b = _params(full), _params(resumed)
-    assert resumed.global_step == 6 and a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_resume_is_exact(tmp_path, [*SCM, "~callbacks.sample_grid"])
 
 
 def test_the_papers_parts_are_one_override_each(tmp_path):
@@ -101,17 +91,7 @@ def test_unknown_scm_keys_are_one_error(tmp_path):
 
 @pytest.mark.slow
 def test_scm_ddp_first_step_equals_single_process(tmp_path):
-    common = SCM + ["trainer.max_steps=1", "~callbacks.final_checkpoint", "~callbacks.checkpoint"]
-    single = fit(compose_cfg(tmp_path / "one", common + ["~callbacks.sample_grid"]))
-    double = fit(
-        compose_cfg(
-            tmp_path / "two",
-            common + ["~callbacks.sample_grid", "trainer=ddp_cpu", "trainer.enable_progress_bar=false"],
-        )
-    )
-    a, b = _params(single), _params(double)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_ddp_step_equals_single_process(tmp_path, [*SCM, "~callbacks.sample_grid"])
 
 
 @pytest.mark.slow

@@ -7,15 +7,11 @@ import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
-from train_utils import compose_cfg, fit
+from train_utils import assert_ddp_step_equals_single_process, assert_resume_is_exact, compose_cfg, fit
 
 from lct.errors import LctError
 
 EXPERIMENTS = ["ilct", "cauchy", "cauchy_diff", "cauchy_ot", "cauchy_ot_c", "slct", "slct_noot"]
-
-
-def _params(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items() if torch.is_tensor(v)}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -75,44 +71,15 @@ def test_config_typos_fail_at_compose_time_naming_the_key(tmp_path):
 
 def test_resume_is_exact(tmp_path):
     """k steps + resume + k steps == 2k steps (parameters, EMA, optimizer-driven state)."""
-    common = [
-        "experiment=slct",
-        "trainer.max_steps=6",
-        "data.batch_size=16",
-        "callbacks.checkpoint.every_n_train_steps=3",
-        "callbacks.checkpoint.save_top_k=-1",
-        "c_schedule=online",
-    ]
-    full = fit(compose_cfg(tmp_path / "a", common))
-    mid = next((tmp_path / "a" / "run" / "checkpoints").glob("*step=3.ckpt"))
-    resumed = fit(compose_cfg(tmp_path / "b", common + [f"ckpt_path='{mid}'"]))
-    assert resumed.global_step == 6
-    a, b = _params(full), _params(resumed)
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    full, resumed = assert_resume_is_exact(tmp_path, ["experiment=slct", "data.batch_size=16", "c_schedule=online"])
     assert full.objective.c(21, 6) == resumed.objective.c(21, 6) and full.objective.c.initialized
 
 
 @pytest.mark.parametrize("coupling", ["none", "ot_global"])
 def test_ddp_first_step_equals_single_process(tmp_path, coupling):
-    common = [
-        "experiment=cauchy_ot",
-        f"coupling={coupling}",
-        "trainer.max_steps=1",
-        "data.batch_size=16",
-        "~callbacks.final_checkpoint",
-        "~callbacks.checkpoint",
-    ]
-    single = fit(compose_cfg(tmp_path / "one", common))
-    double = fit(
-        compose_cfg(
-            tmp_path / "two", common + ["trainer=ddp_cpu", "trainer.enable_progress_bar=false", "trainer.max_steps=1"]
-        )
+    assert_ddp_step_equals_single_process(
+        tmp_path, ["experiment=cauchy_ot", f"coupling={coupling}", "data.batch_size=16"]
     )
-    a, b = _params(single), _params(double)
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_nonfinite_steps_are_skipped_then_stop_with_checkpoint(tmp_path):
