@@ -1,13 +1,5 @@
-"""Fit the adaptive c(N) to your latent space: `python -m lct.fit_c RUN_DIR [...] --out DIR`.
-
-The paper's c(N) = exp(-1.15 ln(N-1) - 0.85) is a power law fitted to the spread (std) of the TD
-residual per curriculum stage on one VAE's latents. This reads that spread from training runs' CSV
-logs (`train/N`, `train/td_std`, logged every `log_every` steps), takes one value per stage, fits
-ln c = slope ln(N-1) + offset, and writes
-  - a c_schedule config with the fitted constants (--config, default OUT/c_schedule.yaml),
-  - OUT/fit.json (constants, R^2, per-stage spread, fitted and paper c, their ratios),
-  - OUT/fit.png (the per-stage spreads, the fit and the paper's line, log-log).
-"""
+"""`python -m lct.fit_c RUN_DIR [...] --out DIR`: fit the adaptive c(N) to your latent space (lct.train.c_fit says
+how and what it writes)."""
 
 from __future__ import annotations
 
