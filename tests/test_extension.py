@@ -52,7 +52,6 @@ def test_the_docs_add_each_kind_as_one_file_and_one_yaml_outside_lct(tmp_path):
             assert OmegaConf.load(tmp_path / rel)._target_.startswith("myproject.")
 
 
-@pytest.mark.slow
 def test_a_project_outside_lct_trains_and_samples_with_its_own_parts(tmp_path):
     write_project(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR")}
