@@ -6,18 +6,19 @@
 # Runs land in multirun/objectives/<row>/<job>; their record.json files are what experiments/objectives/records keeps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}  # make install's venv, else the PATH's
 SEEDS=${SEEDS:-0,1,2}
 q=${1:?train or score}; shift || true
 common=(seed="$SEEDS" 'optimizer.betas=[0.9,0.99]' hydra/launcher=joblib)
 case "$q" in
 train)
     # sCM's tangent warm-up is 10k of the paper's iterations; at 1,500 steps r would reach 0.15, so it is 10% of K.
-    python -m lct.train -m experiment=scm method.scm.warmup_steps=150 "${common[@]}" \
+    $PY -m lct.train -m experiment=scm method.scm.warmup_steps=150 "${common[@]}" \
         hydra.sweep.dir=multirun/objectives/scm "$@"
-    python -m lct.train -m experiment=meanflow "${common[@]}" hydra.sweep.dir=multirun/objectives/meanflow "$@" ;;
+    $PY -m lct.train -m experiment=meanflow "${common[@]}" hydra.sweep.dir=multirun/objectives/meanflow "$@" ;;
 score)
     for ckpt in multirun/objectives/*/*/checkpoints/last.ckpt; do
-        python -m lct.evaluate "$ckpt" --out "${ckpt%/checkpoints/*}/eval" --num-samples 1000 --num-reference 1000 \
+        $PY -m lct.evaluate "$ckpt" --out "${ckpt%/checkpoints/*}/eval" --num-samples 1000 --num-reference 1000 \
             --seed 10000 --kid-subset-size 500 --metrics inception,digit --reference outputs/objectives_ref/reference.pt \
             --no-progress
     done ;;
