@@ -40,7 +40,7 @@ def error_line(code, stderr: str, *named: str) -> str:
 # -- real subprocesses -------------------------------------------------------------------------
 
 
-RUN = "hydra.run.dir={tmp}/run"
+RUN = "hydra.run.dir={tmp}/runs/{case}"  # one run dir per case: they run at once, and a run dir takes one run
 SUBPROCESS = {
     # case: (command, argv, strings the error line names); {tmp} is the module's temporary folder
     "train_unknown_option": ("train", [*TRAIN, "backbone=nope", RUN], ["backbone/nope", "unet_tiny"]),
@@ -62,8 +62,8 @@ SUBPROCESS = {
 }
 
 
-def fill(items: list[str], tmp: Path) -> list[str]:
-    return [s.replace("{tmp}", str(tmp)) for s in items]
+def fill(items: list[str], tmp: Path, case: str = "") -> list[str]:
+    return [s.replace("{tmp}", str(tmp)).replace("{case}", case) for s in items]
 
 
 def _run(command: str, argv: list[str]) -> subprocess.CompletedProcess:
@@ -80,7 +80,7 @@ def subprocess_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("contract")
     (tmp / "junk.ckpt").write_text("not a checkpoint\n")
     with ThreadPoolExecutor(4) as pool:
-        futures = {name: pool.submit(_run, cmd, fill(argv, tmp)) for name, (cmd, argv, _) in SUBPROCESS.items()}
+        futures = {name: pool.submit(_run, cmd, fill(argv, tmp, name)) for name, (cmd, argv, _) in SUBPROCESS.items()}
     return {name: (future.result(), fill(SUBPROCESS[name][2], tmp)) for name, future in futures.items()}
 
 
