@@ -186,3 +186,21 @@ def test_committed_records_regenerate_the_readme_numbers():
         ("slct_noot_20k", "1", "30.5"),
         ("ilct_20k", "1", "34.9"),
     ]
+
+
+def test_grid_images_are_saved_in_one_grey_channel_only_when_grey(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from lct.io.report_plots import save_png
+
+    for name, image, mode in (("grey", np.linspace(0, 1, 64).reshape(8, 8), "L"), ("red", [[[1, 0, 0]]], "RGBA")):
+        fig, ax = plt.subplots()
+        ax.imshow(image, cmap="gray")
+        save_png(fig, tmp_path / f"{name}.png", dpi=50)
+        plt.close(fig)
+        assert Image.open(tmp_path / f"{name}.png").mode == mode
