@@ -27,7 +27,7 @@ from .kinds import BuildContext, Kind, register_kind
 from .metrics import L2
 from .noise_levels import NoiseLevels
 from .objective import DeviceGenerator, nonfinite_culprit
-X
+from .scm_sampling import check_times, scm_sample, scm_times  # noqa: F401  (check_times: re-exported)
 
 # Lu & Song 2024: consistency-training constants. P_mean, P_std: App. G's CIFAR-10 sCT proposal (ImageNet 64
 # sCT uses -0.8, 1.6); tangent normalisation c = 0.1 and warm-up over 10k iterations: §4.2; t_mid = 1.1: the
