@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 # 1.5x faster than OMP_WAIT_POLICY=PASSIVE, which pays only when other jobs share the cores (the tests
 # and CI set it; benchmarks/README.md "OpenMP wait policy").
 
-.PHONY: install run test test-slow lint bench ablation-report clean
+.PHONY: install run test test-slow lint bench ablation-report objectives-report clean
 
 install: $(VENV)/.installed
 
@@ -64,10 +64,25 @@ ablation-report: install
 		cauchy_ot_beta99 slct_noot_beta95 ilct_lr2e3 slct_noot_lr2e3 ilct_b64 slct_noot_b64 slct_noot_cool \
 		slct_noot_ema $(patsubst $(ABL)/records/%,%,$(filter-out %_6k,$(wildcard $(ABL)/records/slct_noot_beta99_*))) ilct_2k5)
 	$(BIN)/python -m lct.report --metric inception_1000/fid_1nfe --out $(ABL)/report/reruns $(ABL)/reruns > /dev/null
-	@# each report.md into the README's Results, between its <!-- report/<q>/report.md --> and <!-- end --> lines
-	$(BIN)/python -c "import pathlib, re; p = pathlib.Path('$(ABL)/README.md'); \
-	put = lambda m: m.group(1) + '\n' + pathlib.Path('$(ABL)', m.group(2)).read_text() + m.group(3); \
+	$(call PASTE_REPORTS,$(ABL))
+
+# each report.md into $(1)/README.md, between its <!-- report/<q>/report.md --> and <!-- end --> lines
+PASTE_REPORTS = $(BIN)/python -c "import pathlib, re; p = pathlib.Path('$(1)/README.md'); \
+	put = lambda m: m.group(1) + '\n' + pathlib.Path('$(1)', m.group(2)).read_text() + m.group(3); \
 	p.write_text(re.sub(r'(<!-- (report/\S+) -->)\n.*?(<!-- end -->)', put, p.read_text(), flags=re.S))"
+
+# The objectives head-to-head (experiments/objectives/README.md): its records beside the study's baselines at the
+# same budgets (make run's recipe, iLCT with beta2 0.99, EDM), one report per budget. Sweeps: $(OBJ)/sweeps.sh.
+OBJ := experiments/objectives
+OBJ_REST := inception_1000/fid_35nfe,inception_1000/digits_fid_1nfe,inception_1000/digits_legible_balanced_1nfe
+OBJ_REPORT = $(BIN)/python -m lct.report --metric $(ABL_FID),$(OBJ_REST),digits/fid_1nfe --out $(OBJ)/report/$(1) \
+	$(2) > /dev/null
+objectives-report: install
+	$(call OBJ_REPORT,1500,$(filter-out %_6k %_t1000,$(wildcard $(OBJ)/records/*)) \
+		$(addprefix $(ABL)/records/,slct_noot_beta99 ilct_beta99 edm))
+	$(call OBJ_REPORT,6000,$(wildcard $(OBJ)/records/*_6k) $(addprefix $(ABL)/records/,slct_noot_beta99_6k ilct_6k edm_6k))
+	$(call OBJ_REPORT,t1000,$(wildcard $(OBJ)/records/*_t1000))
+	$(call PASTE_REPORTS,$(OBJ))
 
 clean:
 	rm -rf $(VENV) outputs multirun

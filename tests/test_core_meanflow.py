@@ -272,14 +272,17 @@ def test_nonfinite_data_skips_the_step_and_names_it():
 
 
 def test_the_network_embeds_t_and_t_minus_r():
-    # The paper's best positional embedding is (t, t - r): at r = t the second label is 0 whatever t is.
+    # The paper's best positional embedding is (t, t - r), t itself (time_scale 1): at r = t the second label is 0
+    # whatever t is; time_scale multiplies both (1000: an lct before the key).
     net = _net()
     z = torch.randn(2, 4, 8, 8, dtype=F64)
     r, t = torch.tensor([0.2, 0.7], dtype=F64), torch.tensor([0.6, 0.7], dtype=F64)
     with torch.no_grad():
-        torch.testing.assert_close(net(z, r, t), net.backbone(z, 1000 * t, 1000 * (t - r)), atol=0, rtol=0)
-        labels = torch.full((2,), 500.0, dtype=F64), torch.zeros(2, dtype=F64)
+        torch.testing.assert_close(net(z, r, t), net.backbone(z, t, t - r), atol=0, rtol=0)
+        labels = torch.full((2,), 0.5, dtype=F64), torch.zeros(2, dtype=F64)
         torch.testing.assert_close(net(z, 0.5, 0.5), net.backbone(z, *labels), atol=0, rtol=0)
+        old = MeanFlowNet(net.backbone, time_scale=1000.0)
+        torch.testing.assert_close(old(z, r, t), net.backbone(z, 1000 * t, 1000 * (t - r)), atol=0, rtol=0)
 
 
 def test_the_paper_weighting_is_a_robust_metric_with_a_matched_scale():

@@ -90,7 +90,11 @@ def build_student(cfg):
     """The configured backbone inside the run's kind's parametrization (lct.core.kinds): f_theta
     (consistency), EDM's D_theta (diffusion), TrigFlow's f_theta (scm), ..."""
     backbone = instantiate_part(cfg.backbone, "backbone", _convert_="all")
-    return get_kind(kind(cfg)).student(backbone, noise_levels(cfg))
+    k = get_kind(kind(cfg))
+    node = cfg.method.get(k.name) or {}
+    # A key a stored config lacks takes the value its version trained with (Kind.student_keys).
+    opts = {key: node.get(key, absent) for key, absent in k.student_keys.items()}
+    return k.student(backbone, noise_levels(cfg), **opts)
 
 
 def build_objective(cfg, student, total_steps: int, latent_shape):

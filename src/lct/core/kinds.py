@@ -60,12 +60,15 @@ class Kind:
     """One `method.kind`: its model, objective, sampler and NFE rules."""
 
     name: str
-    student: Callable[[nn.Module, NoiseLevels], nn.Module]  # (backbone, levels) -> the sampled model
+    student: Callable[..., nn.Module]  # (backbone, levels, **student_keys) -> the sampled model
     objective: Callable[[nn.Module, BuildContext], nn.Module]  # (student, context) -> the training objective
     sample: Callable[..., torch.Tensor]  # (model, unit noise, times, levels, generator) -> x0
     nfe_times: Callable[[NoiseLevels, int, float | None], list[float]]  # (levels, nfe, sigma_mid) -> times
     default_nfe: tuple[int, ...]  # the NFEs the in-loop callbacks and lct.evaluate use unless told
     summary: str = ""  # one phrase for error messages: what the kind is and which experiment sets it
+    # Keys of `method.<name>` the student is built with, each mapped to the value that a stored config lacking
+    # the key was trained with (the key was added later; lct.builders.build_student reads them).
+    student_keys: Mapping[str, Any] = field(default_factory=dict)
 
 
 KINDS: dict[str, Kind] = {}  # name -> Kind; iterating gives the names (`method.kind`'s choices)

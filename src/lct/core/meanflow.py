@@ -26,6 +26,7 @@ from .meanflow_math import (
     P_MEAN,
     P_STD,
     RATIO,
+    TIME_SCALE_BEFORE_KEY,
     MeanFlowNet,
     interpolant,
     meanflow_loss,
@@ -165,12 +166,13 @@ def _check_options(p_std, ratio, adaptive_p, adaptive_c, metric, c) -> None:
 # ----------------------------------------------------------------------------
 # The registry entry (lct.core.kinds): method.kind=meanflow, set by conf/experiment/meanflow.yaml.
 
-OPTIONS = ("p_mean", "p_std", "ratio", "adaptive_p", "adaptive_c")
+OPTIONS = ("p_mean", "p_std", "ratio", "adaptive_p", "adaptive_c", "time_scale")
 
 
 def meanflow_objective(student: nn.Module, ctx: BuildContext) -> MeanFlowObjective:
     """MeanFlowObjective from `method.meanflow` and the optional parts `method.{coupling,metric,c}`."""
     opts = ctx.options("meanflow", OPTIONS, "conf/experiment/meanflow.yaml")
+    opts.pop("time_scale", None)  # the student's (MeanFlowNet)
     metric = ctx.part("metric") if ctx.method.get("metric") is not None else None
     c = None
     if metric is not None and ctx.method.get("c") is not None:
@@ -205,5 +207,6 @@ MEANFLOW = register_kind(
         nfe_times=kind_times,
         default_nfe=(1, 2),  # the paper's 1 and 2 NFE
         summary="MeanFlow, Geng et al. 2025: experiment=meanflow",
+        student_keys={"time_scale": TIME_SCALE_BEFORE_KEY},
     )
 )

@@ -27,7 +27,12 @@ from lct.errors import LctError
 from .jvp import jvp
 from .noise_levels import NoiseLevels
 
-TIME_SCALE = 1000.0  # the backbone sees 1000 t and 1000 (t - r): the span of lct's c_noise labels
+# The backbone's sinusoidal embeddings see t and t - r themselves, in [0, 1] (`method.meanflow.time_scale`
+# multiplies them): d/dt of the embedding enters the JVP target, so its frequencies times the scale must stay
+# small (at 1000 t a 2-D MeanFlow run is noisy where t learns: docs/method.md, "MeanFlow"). Checkpoints made
+# before the key existed were trained at 1000 t.
+TIME_SCALE = 1.0
+TIME_SCALE_BEFORE_KEY = 1000.0
 P_MEAN, P_STD = -0.4, 1.0  # paper Table 1: t and r each logit-normal, lognorm(-0.4, 1.0) the best FID
 RATIO = 0.25  # paper Table 1: the fraction of pairs with r != t (the rest are flow matching, r = t)
 ADAPTIVE_P, ADAPTIVE_C = 1.0, 1e-3  # adaptive weighting w = 1 / (||Delta||^2 + c)^p; p = 1 best (Table 1)
@@ -91,17 +96,21 @@ def check_extra_time(backbone: nn.Module) -> None:
 
 
 class MeanFlowNet(nn.Module):
-    """u_theta(z, r, t) = F_theta(z, 1000 t, 1000 (t - r)): the paper's best embedding of the times, (t, t - r)."""
+    """u_theta(z, r, t) = F_theta(z, s t, s (t - r)), s = time_scale: the paper's best embedding of the times,
+    (t, t - r)."""
 
-    def __init__(self, backbone: nn.Module, levels: NoiseLevels | None = None):
+    def __init__(self, backbone: nn.Module, levels: NoiseLevels | None = None, time_scale: float = TIME_SCALE):
         super().__init__()
         check_extra_time(backbone)
+        if not float(time_scale) > 0:
+            raise LctError(f"method.meanflow.time_scale must be > 0, got {time_scale} (conf/experiment/meanflow.yaml)")
         self.backbone = backbone  # the attribute name of every lct student: state dicts share "backbone.*"
+        self.time_scale = float(time_scale)
 
     def forward(self, z: torch.Tensor, r, t=None) -> torch.Tensor:
         """u(z, r, t); called as model(z, t), as lct probes every student, it is u(z, t, t) = v(z, t)."""
         r, t = _times(r, z), _times(r if t is None else t, z)
-        return self.backbone(z, TIME_SCALE * t, TIME_SCALE * (t - r))
+        return self.backbone(z, self.time_scale * t, self.time_scale * (t - r))
 
 
 def u_and_dudt(u, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, v: torch.Tensor):

@@ -36,9 +36,12 @@ P_MEAN, P_STD = -1.0, 1.4
 TANGENT_C = 0.1
 WARMUP_STEPS = 10_000
 T_MID = 1.1
-# c_noise(t) = t (§4.1, identity time transformation) in lct's backbone units: lct's backbones take 1000x
-# EDM's time labels (c_noise = 1000 * ln(sigma)/4 = 250 ln sigma, lct.core.precond), so t enters as 1000 t.
-TIME_SCALE = 1000.0
+# c_noise(t) = t (§4.1, identity time transformation): the backbone's sinusoidal embedding sees t itself
+# (`method.scm.time_scale` multiplies it). §4.1's point: d/dt of the embedding enters the tangent, so its
+# frequencies times the scale must stay small; a 2-D sCT run at 1000 t diverges where t learns
+# (docs/method.md, "sCM"). Checkpoints made before the key existed were trained at 1000 t.
+TIME_SCALE = 1.0
+TIME_SCALE_BEFORE_KEY = 1000.0
 WEIGHT_FEATURES = 128  # sinusoidal features of c_noise(t) under w_phi's linear layer
 
 
@@ -46,36 +49,42 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.to(like).view(-1, *([1] * (like.ndim - 1)))
 
 
-def time_features(t: torch.Tensor, dim: int = WEIGHT_FEATURES, max_period: float = 1e4) -> torch.Tensor:
-    """[cos, sin] of c_noise(t) = 1000 t at frequencies max_period^(-k/(dim/2)); (B,) -> (B, dim)."""
+def time_features(
+    t: torch.Tensor, dim: int = WEIGHT_FEATURES, max_period: float = 1e4, time_scale: float = TIME_SCALE
+) -> torch.Tensor:
+    """[cos, sin] of c_noise(t) = time_scale * t at frequencies max_period^(-k/(dim/2)); (B,) -> (B, dim)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
-    angles = (TIME_SCALE * t)[:, None] * freqs[None, :]
+    angles = (time_scale * t)[:, None] * freqs[None, :]
     return torch.cat([angles.cos(), angles.sin()], dim=1)
 
 
 class AdaptiveWeight(nn.Module):
     """w_phi(t): one linear layer on sinusoidal features of c_noise(t) (§4.2), zero-initialised (w = 0: weight 1)."""
 
-    def __init__(self, features: int = WEIGHT_FEATURES):
+    def __init__(self, features: int = WEIGHT_FEATURES, time_scale: float = TIME_SCALE):
         super().__init__()
-        self.features = int(features)
+        self.features, self.time_scale = int(features), float(time_scale)
         self.linear = nn.Linear(self.features, 1)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.linear(time_features(t, self.features).to(self.linear.weight.dtype)).squeeze(1)  # (B,)
+        feats = time_features(t, self.features, time_scale=self.time_scale)
+        return self.linear(feats.to(self.linear.weight.dtype)).squeeze(1)  # (B,)
 
 
 class TrigFlowFunction(nn.Module):
-    """f_theta(x_t, t) = cos t x_t - sin t sigma_d F_theta(x_t / sigma_d, 1000 t), with w_phi riding along
-    (trained with the student; unused when sampling)."""
+    """f_theta(x_t, t) = cos t x_t - sin t sigma_d F_theta(x_t / sigma_d, c_noise(t)), c_noise(t) = time_scale * t,
+    with w_phi riding along (trained with the student; unused when sampling)."""
 
-    def __init__(self, backbone: nn.Module, levels: NoiseLevels):
+    def __init__(self, backbone: nn.Module, levels: NoiseLevels, time_scale: float = TIME_SCALE):
         super().__init__()
+        if not float(time_scale) > 0:
+            raise LctError(f"method.scm.time_scale must be > 0, got {time_scale} (conf/experiment/scm.yaml)")
         self.backbone, self.sigma_data = backbone, float(levels.sigma_data)
-        self.weighting = AdaptiveWeight()
+        self.time_scale = float(time_scale)
+        self.weighting = AdaptiveWeight(time_scale=self.time_scale)
 
     def times(self, t, x: torch.Tensor) -> torch.Tensor:
         """t as a (B,) tensor in x's dtype and device; a number or one-element tensor is broadcast."""
@@ -84,7 +93,7 @@ class TrigFlowFunction(nn.Module):
 
     def raw(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """F_theta(x_t / sigma_d, c_noise(t)), (B, C, H, W); t (B,)."""
-        return self.backbone(x_t / self.sigma_data, TIME_SCALE * t)
+        return self.backbone(x_t / self.sigma_data, self.time_scale * t)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         # Not range-checked: the samplers check their times; training draws t inside (0, pi/2).
@@ -247,13 +256,14 @@ class SCMStepOutput:
 # ----------------------------------------------------------------------------
 # The registry entry (lct.core.kinds).
 
-SCM_KEYS = ("p_mean", "p_std", "tangent_c", "warmup_steps", "c")
+SCM_KEYS = ("p_mean", "p_std", "tangent_c", "warmup_steps", "c", "time_scale")
 
 
 def scm_objective(student, ctx: BuildContext) -> SCMObjective:
     """SCMObjective from `method.scm` (SCM_KEYS) plus the optional parts `method.coupling` and `method.metric`."""
     opts = ctx.options("scm", SCM_KEYS, "conf/experiment/scm.yaml")
     c = opts.pop("c", None)
+    opts.pop("time_scale", None)  # the student's (TrigFlowFunction)
     has = lambda key: ctx.method.get(key) is not None  # noqa: E731
     metric = ctx.part("metric") if has("metric") else None
     if c is None:  # iCT's 0.00054 sqrt(D) on the per-element mean, as lct's ConstantC
@@ -281,5 +291,6 @@ SCM = register_kind(
         nfe_times=scm_times,
         default_nfe=(1, 2),
         summary="continuous-time consistency training: experiment=scm",
+        student_keys={"time_scale": TIME_SCALE_BEFORE_KEY},
     )
 )

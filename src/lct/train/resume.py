@@ -27,6 +27,8 @@ ADDED_KEYS = {
     "lr_schedule.cooldown": 0.0,  # conf/lr_schedule (constant: the paper's lr throughout)
     "trainer.flush_denormal": True,  # conf/trainer: only denormal floats (|x| < 1.2e-38) are treated otherwise
     "data.skip_nonfinite": False,  # conf/data: true leaves rows out of the data order
+    "method.scm.time_scale": 1000.0,  # c_noise(t) = 1000 t before the key: not the same training as t
+    "method.meanflow.time_scale": 1000.0,
 }
 RUN_DIR = "<run dir>"  # how paths inside the run directory compare: a copied or moved run dir is the same run
 # Keys whose spellings changed while their meaning did not: compared through these maps.
