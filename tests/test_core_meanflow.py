@@ -23,6 +23,7 @@ from lct.core.meanflow_math import (
     sample_times,
     twostep_sample,
     u_and_dudt,
+    u_and_dudt_where_needed,
 )
 from lct.core.metrics import Cauchy, PseudoHuber
 from lct.errors import LctError
@@ -320,3 +321,23 @@ def test_a_step_under_bf16_autocast_trains_in_fp32(name):
     assert out.finite and out.terms.residual.dtype == torch.float32
     torch.testing.assert_close(out.terms.loss, reference.terms.loss, atol=0, rtol=0)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("moving", [[1, 0, 0, 1, 0, 0], [1] * 6, [0] * 6])
+def test_the_jvp_on_the_moving_rows_only_is_the_same_loss_and_gradient(moving):
+    # The r = t rows' target is v whatever d/dt u is: skipping their tangent changes nothing (float64, UNet).
+    net = _net()
+    gen = torch.Generator().manual_seed(3)
+    z, v = (torch.randn(6, 4, 8, 8, generator=gen, dtype=F64) for _ in range(2))
+    t = torch.rand(6, generator=gen, dtype=F64) * 0.8 + 0.2
+    r = torch.where(torch.tensor(moving, dtype=torch.bool), t * 0.3, t)
+    grads, outs = [], []
+    for fn in (u_and_dudt, u_and_dudt_where_needed):
+        net.zero_grad()
+        u, dudt = fn(net, z, r, t, v)
+        target = meanflow_target(v, dudt, r, t)
+        meanflow_loss(u, target).sum().backward()
+        outs.append((u.detach(), target))
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-9, atol=1e-12)

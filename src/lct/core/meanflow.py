@@ -34,7 +34,7 @@ from .meanflow_math import (
     meanflow_target,
     meanflow_times,
     sample_times,
-    u_and_dudt,
+    u_and_dudt_where_needed,
 )
 from .noise_levels import NoiseLevels
 from .objective import DeviceGenerator, nonfinite_culprit, to_device
@@ -65,7 +65,7 @@ class MeanFlowStepOutput:
 def meanflow_terms(u, x, eps, r, t, metric=None, c=None, p=ADAPTIVE_P, c_adaptive=ADAPTIVE_C) -> MeanFlowTerms:
     """The loss of one batch: x data and eps its (coupled) unit noise, (r, t) its times."""
     z, v = interpolant(x, eps, t), eps - x
-    u_pred, dudt = u_and_dudt(u, z, r, t, v)
+    u_pred, dudt = u_and_dudt_where_needed(u, z, r, t, v)
     u_tgt = meanflow_target(v, dudt, r, t)
     per_sample = meanflow_loss(u_pred, u_tgt, metric, c, p, c_adaptive)
     residual = (u_pred - u_tgt).detach()

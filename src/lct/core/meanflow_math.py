@@ -121,6 +121,25 @@ def u_and_dudt(u, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, v: torch.Te
         return jvp(u, (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
 
 
+def u_and_dudt_where_needed(u, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, v: torch.Tensor):
+    """(u(z, r, t), d/dt u) for the loss: u from one plain forward (the gradient's path) and d/dt u, the target's
+    stop-gradient tangent, from a JVP without gradient on the rows where r != t only. An r = t row's target is v
+    whatever d/dt u is (its factor t - r is 0): its tangent is returned as zero. The same loss and gradient as
+    `u_and_dudt` to rounding for a backbone that treats samples independently (every lct backbone: GroupNorm,
+    NsLN and LayerNorm are per sample), at about 0.7x its cost with the paper's 25% of r != t pairs
+    (benchmarks/README.md, "MeanFlow's step"). With active dropout the one-JVP path `u_and_dudt` is taken, so
+    that the target's tangent sees the prediction's dropout mask. In fp32 whatever the autocast state."""
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in u.modules()) and u.training:
+        return u_and_dudt(u, z, r, t, v)
+    idx = (r != t).nonzero().squeeze(1)
+    dudt = torch.zeros_like(z)
+    if idx.numel():
+        with torch.no_grad():
+            dudt[idx] = u_and_dudt(u, z[idx], r[idx], t[idx], v[idx])[1]
+    with torch.autocast(z.device.type, enabled=False):  # fp32 as the JVP's rows (see u_and_dudt)
+        return u(z, r, t), dudt
+
+
 def meanflow_target(v: torch.Tensor, dudt: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """u_tgt = v - (t - r) d/dt u, without gradient (the paper's stop-gradient on the target)."""
     return (v - _bcast(t - r, v) * dudt).detach()
