@@ -74,14 +74,15 @@ PASTE_REPORTS = $(BIN)/python -c "import pathlib, re; p = pathlib.Path('$(1)/REA
 # The objectives head-to-head (experiments/objectives/README.md): its records beside the study's baselines at the
 # same budgets (make run's recipe, iLCT with beta2 0.99, EDM), one report per budget. Sweeps: $(OBJ)/sweeps.sh.
 OBJ := experiments/objectives
-OBJ_REST := inception_1000/fid_35nfe,inception_1000/digits_fid_1nfe,inception_1000/digits_legible_balanced_1nfe
-OBJ_REPORT = $(BIN)/python -m lct.report --metric $(ABL_FID),$(OBJ_REST),digits/fid_1nfe --out $(OBJ)/report/$(1) \
-	$(2) > /dev/null
+comma := ,
+OBJ_REPORT = $(BIN)/python -m lct.report --metric $(ABL_FID),$(1)inception_1000/digits_fid_1nfe,digits/fid_1nfe \
+	--out $(OBJ)/report/$(2) $(3) > /dev/null
 objectives-report: install
-	$(call OBJ_REPORT,1500,$(filter-out %_6k %_t1000,$(wildcard $(OBJ)/records/*)) \
+	$(call OBJ_REPORT,inception_1000/fid_35nfe$(comma),1500,$(filter-out %_6k %_t1000,$(wildcard $(OBJ)/records/*)) \
 		$(addprefix $(ABL)/records/,slct_noot_beta99 ilct_beta99 edm))
-	$(call OBJ_REPORT,6000,$(wildcard $(OBJ)/records/*_6k) $(addprefix $(ABL)/records/,slct_noot_beta99_6k ilct_6k edm_6k))
-	$(call OBJ_REPORT,t1000,$(wildcard $(OBJ)/records/*_t1000))
+	$(call OBJ_REPORT,inception_1000/fid_35nfe$(comma),6000,$(wildcard $(OBJ)/records/*_6k) \
+		$(addprefix $(ABL)/records/,slct_noot_beta99_6k ilct_6k edm_6k))
+	$(call OBJ_REPORT,,t1000,$(wildcard $(OBJ)/records/*_t1000))
 	$(call PASTE_REPORTS,$(OBJ))
 
 clean:

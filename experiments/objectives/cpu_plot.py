@@ -64,7 +64,7 @@ def main(argv=None) -> Path:
             continue
         x = [s * S_PER_STEP[kind] / 60 for s, _ in pts]
         y = [f.mean() for _, f in pts]
-        err = [f.std() if len(f) > 1 else 0.0 for _, f in pts]
+        err = [f.std(ddof=1) if len(f) > 1 else 0.0 for _, f in pts]  # as lct.report
         seeds = "/".join(str(len(f)) for _, f in pts)
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{label} (n = {seeds})")
     budget = 1500 * S_PER_STEP["slct"] / 60

@@ -4,7 +4,8 @@
 # (batch 128, unet_tiny, RAdam beta2 0.99 as make run).
 #   bash experiments/objectives/sweeps.sh train ROW [extra lct.train overrides]   # SEEDS=0,1,2 by default
 #   bash experiments/objectives/sweeps.sh score ROW                               # the published protocol
-# ROW: meanflow, meanflow_parts, scm_w150, scm_parts (STEPS=6000 for the long rows: ROW_6k).
+# ROW: meanflow, meanflow_parts, scm_w150, scm_parts; ROW_6k runs 6,000 steps, ROW_1k1 1,100 (MeanFlow's steps in
+# make run's CPU time: benchmarks/README.md, "The objectives at one thread").
 # Runs land in multirun/objectives/<row>/seed<seed>; their record.json files are what records/ keeps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,8 @@ q=${1:?train or score}
 row=${2:?which row: meanflow, meanflow_parts, scm_w150 or scm_parts}
 shift 2
 parts=(metric=cauchy coupling=ot norm=nsln)  # the paper's parts, one override each
-case ${row%_6k} in
+base=${row%_6k}; base=${base%_1k1}
+case $base in
 meanflow)       args=(experiment=meanflow) ;;
 meanflow_parts) args=(experiment=meanflow "${parts[@]}") ;;
 # sCM's tangent warm-up is 10k of the paper's iterations; at 1,500 steps r would reach 0.15, so it is 10% of K.
@@ -23,6 +25,7 @@ scm_parts)      args=(experiment=scm method.scm.warmup_steps=150 "${parts[@]}") 
 *) echo "unknown row $row" >&2; exit 2 ;;
 esac
 [[ $row == *_6k ]] && args+=(trainer.max_steps=6000)
+[[ $row == *_1k1 ]] && args+=(trainer.max_steps=1100)
 case "$q" in
 train)
     $PY -m lct.train -m seed="$SEEDS" 'optimizer.betas=[0.9,0.99]' "${args[@]}" hydra/launcher=joblib \
