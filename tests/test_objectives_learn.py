@@ -1,4 +1,4 @@
-"""sCM and MeanFlow learn: a few hundred steps on a 2-D mixture of four modes with a small MLP backbone, at the
+"""sCM and MeanFlow learn: about a thousand steps on a 2-D mixture of four modes with a small MLP backbone, at the
 configured time scale (the backbone embeds t itself), put most one-step samples near a mode and every mode gets
 some. The closed-form tests (test_core_scm, test_core_meanflow) check the losses at their solutions; these check
 that the training signal away from the solution points towards it, which the closed forms cannot see (an earlier
@@ -82,7 +82,7 @@ def test_meanflow_learns_the_mixture_in_one_step():
     gen = torch.Generator().manual_seed(0)
     u = MeanFlowNet(MLP())  # the default time scale: the backbone embeds t and t - r in [0, 1]
     opt = torch.optim.Adam(u.parameters(), lr=1e-3)
-    for _ in range(800):
+    for _ in range(1200):
         x = mixture(256, 1.0, gen)
         r, t = sample_times(256, gen)
         terms = meanflow_terms(u, x, torch.randn(x.shape, generator=gen), r, t)
@@ -91,7 +91,8 @@ def test_meanflow_learns_the_mixture_in_one_step():
         opt.step()
     x = meanflow_sample(u, torch.randn(2000, 2, 1, 1, generator=gen), meanflow_times(1))
     hit, least = near_modes(x, 1.0)
-    assert hit > 0.3 and least > 0.03, (hit, least)  # seed 0: 0.41, 0.05; untrained (x = eps): about 0.07
+    # seed 0: 0.66, 0.12 (seed 1: 0.82, 0.18); at 1000 t: 0.04, 0.00; untrained (x = eps): about 0.07
+    assert hit > 0.45 and least > 0.08, (hit, least)
 
 
 @pytest.mark.parametrize("kind", ["scm", "meanflow"])

@@ -28,7 +28,10 @@ ROWS = {  # label -> (kind, record folders)
     ),
     "iLCT (β2 0.99 at 1,500; 0.999 at 6,000)": ("ilct", [ABL / "ilct_beta99", ABL / "ilct_6k"]),
     "MeanFlow": ("meanflow", [HERE / "records" / g for g in ("meanflow_1k1", "meanflow", "meanflow_6k")]),
-    "MeanFlow + parts": ("meanflow", [HERE / "records" / g for g in ("meanflow_parts", "meanflow_parts_6k")]),
+    "MeanFlow + parts": (
+        "meanflow",
+        [HERE / "records" / g for g in ("meanflow_parts_1k1", "meanflow_parts", "meanflow_parts_6k")],
+    ),
     "sCM": ("scm", [HERE / "records" / g for g in ("scm_w150", "scm_w150_6k")]),
     "sCM + parts": ("scm", [HERE / "records" / g for g in ("scm_parts", "scm_parts_6k")]),
 }
