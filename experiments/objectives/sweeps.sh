@@ -4,17 +4,19 @@
 # (batch 128, unet_tiny, RAdam beta2 0.99 as make run).
 #   bash experiments/objectives/sweeps.sh train ROW [extra lct.train overrides]   # SEEDS=0,1,2 by default
 #   bash experiments/objectives/sweeps.sh score ROW                               # the published protocol
-# ROW: meanflow, meanflow_parts, scm_w150, scm_parts; ROW_6k runs 6,000 steps, ROW_1k1 1,100 (MeanFlow's steps in
-# make run's CPU time: benchmarks/README.md, "The objectives at one thread").
+# ROW: meanflow, meanflow_parts, scm_w150, scm_parts, or one part alone: meanflow_cauchy, meanflow_ot, meanflow_nsln,
+# scm_cauchy, scm_ot, scm_nsln; ROW_6k runs 6,000 steps, ROW_1k1 1,100 (MeanFlow's steps in make run's CPU time:
+# benchmarks/README.md, "The objectives at one thread").
 # Runs land in multirun/objectives/<row>/seed<seed>; their record.json files are what records/ keeps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SEEDS=${SEEDS:-0,1,2}
 PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}  # make install's venv, else the PATH's
 q=${1:?train or score}
-row=${2:?which row: meanflow, meanflow_parts, scm_w150 or scm_parts}
+row=${2:?which row: meanflow, meanflow_parts, scm_w150, scm_parts, or meanflow_/scm_ + cauchy, ot or nsln}
 shift 2
 parts=(metric=cauchy coupling=ot norm=nsln)  # the paper's parts, one override each
+declare -A part=([cauchy]=metric=cauchy [ot]=coupling=ot [nsln]=norm=nsln)
 base=${row%_6k}; base=${base%_1k1}
 case $base in
 meanflow)       args=(experiment=meanflow) ;;
@@ -22,6 +24,8 @@ meanflow_parts) args=(experiment=meanflow "${parts[@]}") ;;
 # sCM's tangent warm-up is 10k of the paper's iterations; at 1,500 steps r would reach 0.15, so it is 10% of K.
 scm_w150)       args=(experiment=scm method.scm.warmup_steps=150) ;;
 scm_parts)      args=(experiment=scm method.scm.warmup_steps=150 "${parts[@]}") ;;
+meanflow_cauchy | meanflow_ot | meanflow_nsln) args=(experiment=meanflow "${part[${base#meanflow_}]}") ;;
+scm_cauchy | scm_ot | scm_nsln) args=(experiment=scm method.scm.warmup_steps=150 "${part[${base#scm_}]}") ;;
 *) echo "unknown row $row" >&2; exit 2 ;;
 esac
 [[ $row == *_6k ]] && args+=(trainer.max_steps=6000)
