@@ -129,12 +129,18 @@ def test_crafted_reference_files_run_nothing_and_are_one_line(ckpt, tmp_path):
     probe = tmp_path / "probe"  # the same payload, loaded unsafely, does run: the files are armed
     np.load(_save_armed(tmp_path / "probe.npy", probe), allow_pickle=True)
     assert probe.exists()
-    common = [str(ckpt), "--num-samples", "2", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    common = [str(ckpt), "--num-samples", "4", "--batch-size", "4", "--device", "cpu", "--no-progress"]
     out = _cli("lct.evaluate", *common, "--out", str(tmp_path / "e1"), "--reference", str(tmp_path / "evil.pt"))
     _one_line(out, str(tmp_path / "evil.pt"), "nothing in it was run")
     out = _cli("lct.evaluate", *common, "--out", str(tmp_path / "e2"), "--reference-images", str(tmp_path / "evil.npy"))
     _one_line(out, f"--reference-images {tmp_path / 'evil.npy'}", "nothing in it was run")
     assert not armed_pt.exists() and not armed_npy.exists()
+
+
+def test_too_few_samples_for_precision_recall_is_one_line_before_sampling(ckpt, tmp_path):
+    out = _cli("lct.evaluate", str(ckpt), "--out", str(tmp_path / "e"), "--num-samples", "3", "--device", "cpu")
+    _one_line(out, "--num-samples 3", "precision and recall", "--metrics digit")
+    assert not (tmp_path / "e" / "features").exists()  # refused before any sample was drawn
 
 
 def _save_armed(path: Path, marker: Path) -> Path:

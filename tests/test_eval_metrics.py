@@ -4,6 +4,7 @@ import pytest
 import torch
 from test_eval_helpers import TinyFeatures
 
+from lct.errors import LctError
 from lct.eval.metrics import GenerativeMetrics
 from lct.eval.precision_recall import PrecisionRecall, knn_radii, precision_recall
 from lct.eval.reference import ReferenceStats
@@ -31,6 +32,15 @@ def test_mode_dropping_lowers_recall_not_precision():
 def test_knn_radius_is_kth_neighbour_excluding_self():
     x = torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]])
     assert torch.allclose(knn_radii(x, k=3, chunk=2), torch.tensor([6.0, 5.0, 3.0, 5.0, 9.0]))
+
+
+def test_too_few_points_for_a_knn_radius_name_the_set_and_the_fix():
+    four, three = torch.randn(4, 8), torch.randn(3, 8)
+    precision_recall(four, four)  # k + 1 = 4 points per set suffice
+    for real, fake, named in ((three, four, "the reference images: 3"), (four, three, "the samples: 3")):
+        with pytest.raises(LctError, match=named) as err:
+            precision_recall(real, fake)
+        assert "--metrics digit" in str(err.value)
 
 
 def test_precision_recall_metric_matches_function():

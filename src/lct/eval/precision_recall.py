@@ -12,16 +12,27 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+from lct.errors import LctError
+
 DEFAULT_K = 3
 # Row block of the pairwise-distance matrix: 1024 x 50k floats is ~200 MB, bounded for the 50k protocol.
 ROW_CHUNK = 1024
 
 
+def check_precision_recall_counts(n: int, what: str, k: int = DEFAULT_K) -> None:
+    """LctError unless n > k: each point's radius is the distance to its k-th nearest other point of its set."""
+    if n <= k:
+        raise LctError(
+            f"{what}: {n} images are too few for precision and recall (their k = {k} nearest neighbours need at "
+            f"least {k + 1} per set): score {k + 1} or more samples against {k + 1} or more reference images, or "
+            "use --metrics digit alone for a smoke test"
+        )
+
+
 def knn_radii(feats: torch.Tensor, k: int = DEFAULT_K, chunk: int = ROW_CHUNK) -> torch.Tensor:
     """(N,) distance of each row to its k-th nearest other row (the point itself, at 0, is skipped)."""
     n = feats.shape[0]
-    if n <= k:
-        raise ValueError(f"need more than k={k} points for a k-NN radius, got {n}")
+    check_precision_recall_counts(n, "a feature set", k)
     radii = [torch.cdist(block, feats).kthvalue(k + 1, dim=1).values for block in feats.split(chunk)]
     return torch.cat(radii)
 
@@ -34,6 +45,8 @@ def coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, ch
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = DEFAULT_K) -> tuple[torch.Tensor, torch.Tensor]:
     """(precision, recall) of fake features against real features, both (N, D)."""
+    check_precision_recall_counts(len(real), "the reference images", k)
+    check_precision_recall_counts(len(fake), "the samples", k)
     real, fake = real.double(), fake.double()  # float64: ties at distance 0 (identical sets) stay exact
     precision = coverage(fake, real, knn_radii(real, k))
     recall = coverage(real, fake, knn_radii(fake, k))

@@ -10,6 +10,7 @@ from lct.core.sampling import DEFAULT_NFE
 from lct.errors import LctError
 from lct.eval.bundle import load_bundle
 from lct.eval.metrics import GenerativeMetrics
+from lct.eval.precision_recall import check_precision_recall_counts
 from lct.eval.protocol import (
     authors_extractor,
     authors_sample_count,
@@ -131,6 +132,8 @@ def evaluate(args) -> dict:
         )
     sigma_mid = resolve_sigma_mid(bundle.noise, args.sigma_mid, args.sigma_mid_index)
     sigmas = {nfe: bundle.nfe_sigmas(nfe, sigma_mid) for nfe in args.nfe}  # checks --nfe
+    if "inception" in args.metrics:  # before any sample is drawn
+        check_precision_recall_counts(args.num_samples, f"--num-samples {args.num_samples}")
     report = {
         "checkpoint": str(args.checkpoint),
         "kind": bundle.kind,
