@@ -176,7 +176,7 @@ def _with_relative_root(ckpt: Path, out: Path, launch_dir: Path, stats_of: Path 
 def test_evaluate_names_a_relative_root_it_cannot_find_and_the_fix(ckpt, tmp_path):
     moved = _with_relative_root(ckpt, tmp_path / "copy" / "last.ckpt", tmp_path / "gone")
     (tmp_path / "elsewhere").mkdir()
-    args = [str(moved), "--out", str(tmp_path / "e"), "--num-samples", "2", "--device", "cpu", "--no-progress"]
+    args = [str(moved), "--out", str(tmp_path / "e"), "--num-samples", "4", "--device", "cpu", "--no-progress"]
     line = _one_line(_cli("lct.evaluate", *args, cwd=tmp_path / "elsewhere"), "data.root='lat'", "--data-root")
     assert str(tmp_path / "gone" / "lat") in line and str(tmp_path / "elsewhere" / "lat") in line
     assert "lct.encode --source" not in line  # no advice to encode into a wrong place
