@@ -148,6 +148,12 @@ def test_out_writes_md_csv_and_pngs(tmp_path, capsys):
     assert rows[1][-1] == "52.0 ± 2.8"
     assert (out / "digits_fid_1nfe_vs_step.png").stat().st_size > 1000 and (out / "grids.png").stat().st_size > 1000
     assert "no sample grid file for experiment=slct_noot" in capsys.readouterr().err
+    # elsewhere (the runs' grids not there) an existing figure is kept, not redrawn without its groups
+    before = (out / "grids.png").read_bytes()
+    grid.unlink()
+    report.main([str(s), "--out", str(out)])
+    assert (out / "grids.png").read_bytes() == before
+    assert "grids.png kept as it was: drawn here it would lack 2 group(s)" in capsys.readouterr().err
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -54,7 +54,11 @@ def grid_file(run: dict) -> Path | None:
 
 
 def plot_grids(groups: list[dict], labels: list[str], path: Path) -> list[str]:
-    """Each group's last sample grid (its first run that has one) side by side; a note per group without."""
+    """Each group's last sample grid (its first run that has one) side by side; a note per group without.
+
+    Records travel (git) while sample grids stay with their runs: an existing `path` is kept as it is when some
+    group's grid is missing here, so regenerating a committed report elsewhere never drops groups from its figure.
+    """
     import textwrap
 
     import matplotlib
@@ -69,6 +73,8 @@ def plot_grids(groups: list[dict], labels: list[str], path: Path) -> list[str]:
             found.append((name, grid))
         else:
             notes.append(f"note: no sample grid file for {name}: left out of {path.name}")
+    if notes and path.is_file():
+        return [*notes, f"note: {path} kept as it was: drawn here it would lack {len(notes)} group(s)"]
     if found:
         cols = min(len(found), 4)
         fig, axes = plt.subplots(
