@@ -18,7 +18,7 @@ FRAMEWORKS = ("lightning", "pytorch_lightning", "hydra", "omegaconf")
 LAYERS = {
     "base": (set(), set()),
     "core": ({"base"}, set()),
-    "nn": ({"base"}, set()),
+    "nn": ({"base", "core"}, set()),
     "data": ({"base", "core"}, {"lightning"}),
     "builders": ({"base", "core", "nn", "data"}, {"hydra", "omegaconf"}),
     "io": ({"base", "core", "nn", "data", "builders"}, {"omegaconf"}),

@@ -12,7 +12,6 @@ equation beside the function and config key that implement it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +27,7 @@ from .metrics import L2
 from .noise_levels import NoiseLevels
 from .objective import DeviceGenerator, nonfinite_culprit
 from .scm_sampling import check_times, scm_sample, scm_times  # noqa: F401  (check_times: re-exported)
+from .time_embedding import sinusoidal_embedding
 
 # Lu & Song 2024: consistency-training constants. P_mean, P_std: App. G's CIFAR-10 sCT proposal (ImageNet 64
 # sCT uses -0.8, 1.6); tangent normalisation c = 0.1 and warm-up over 10k iterations: §4.2; t_mid = 1.1: the
@@ -49,16 +49,6 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.to(like).view(-1, *([1] * (like.ndim - 1)))
 
 
-def time_features(
-    t: torch.Tensor, dim: int = WEIGHT_FEATURES, max_period: float = 1e4, time_scale: float = TIME_SCALE
-) -> torch.Tensor:
-    """[cos, sin] of c_noise(t) = time_scale * t at frequencies max_period^(-k/(dim/2)); (B,) -> (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
-    angles = (time_scale * t)[:, None] * freqs[None, :]
-    return torch.cat([angles.cos(), angles.sin()], dim=1)
-
-
 class AdaptiveWeight(nn.Module):
     """w_phi(t): one linear layer on sinusoidal features of c_noise(t) (§4.2), zero-initialised (w = 0: weight 1)."""
 
@@ -70,7 +60,7 @@ class AdaptiveWeight(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        feats = time_features(t, self.features, time_scale=self.time_scale)
+        feats = sinusoidal_embedding(self.time_scale * t, self.features)  # [cos, sin] of c_noise(t)
         return self.linear(feats.to(self.linear.weight.dtype)).squeeze(1)  # (B,)
 
 

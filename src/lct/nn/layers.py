@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lct.core.time_embedding import sinusoidal_embedding  # noqa: F401  (the backbones' noise embedding)
+
 # ----------------------------------------------------------------------------
 # ADM/EDM initialization: kaiming-uniform scaled by sqrt(1/3), i.e. U(+-1/sqrt(fan_in)) for weight
 # and bias alike; output layers of residual branches start at zero so every block is the identity.
@@ -63,16 +65,6 @@ def resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
 # whatever the autocast state, because bf16 cannot resolve phases of arguments that large; fp64 labels
 # stay fp64, so a float64 network differentiates its time input to float64 precision (finite-difference
 # checks of a JVP, docs/method.md).
-
-
-def sinusoidal_embedding(c_noise: torch.Tensor, dim: int, max_period: float = 1e4) -> torch.Tensor:
-    """[cos(c*w_k), sin(c*w_k)] with w_k = max_period^(-k/(dim/2)), k = 0..dim/2-1; (B,) -> (B, dim)."""
-    dtype = torch.float64 if c_noise.dtype == torch.float64 else torch.float32
-    half = dim // 2
-    k = torch.arange(half, dtype=dtype, device=c_noise.device)
-    freqs = torch.exp(-math.log(max_period) * k / half)  # (half,)
-    angles = c_noise.to(dtype)[:, None] * freqs[None, :]  # (B, half)
-    return torch.cat([angles.cos(), angles.sin()], dim=1)  # (B, dim)
 
 
 def batch_noise_labels(c_noise, x: torch.Tensor, name: str = "c_noise") -> torch.Tensor:
