@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from lct.core.time_embedding import sinusoidal_embedding
 from lct.nn import NORMS, ADMUNet, NonScalingLayerNorm, build_backbone, trainable_parameters
-from lct.nn.layers import sinusoidal_embedding
 
 
 def _tiny(**kw):

@@ -18,7 +18,7 @@ from lct.core.meanflow import meanflow_terms
 from lct.core.meanflow_math import MeanFlowNet, meanflow_sample, meanflow_times, sample_times
 from lct.core.noise_levels import NoiseLevels
 from lct.core.scm import SCMObjective, TrigFlowFunction, scm_sample
-from lct.nn.layers import sinusoidal_embedding
+from lct.core.time_embedding import sinusoidal_embedding
 from lct.train.resume import config_changes
 
 MODES = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])

@@ -1,5 +1,9 @@
 """The sinusoidal embedding of a noise level or time (Transformer / ADM positional features), shared by the
-backbones' time embeddings and sCM's adaptive weight w_phi(t)."""
+backbones' time embeddings and sCM's adaptive weight w_phi(t).
+
+Computed in fp32 whatever the autocast state: the consistency backbones' c_noise = 250 ln(sigma) spans about
+-1554..+1096, and bf16 cannot resolve phases of arguments that large. fp64 labels stay fp64, so a float64 network
+differentiates its time input to float64 precision (finite-difference checks of a JVP, docs/method.md)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import batch_noise_labels, check_input, no_extra_time, sinusoidal_embedding, valid_resolutions
+from lct.core.time_embedding import sinusoidal_embedding
+
+from .layers import batch_noise_labels, check_input, no_extra_time, valid_resolutions
 from .norms import make_token_norm
 from .registry import Backbone, register_backbone
 
@@ -46,7 +48,7 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        # fp32 whatever the autocast state: bf16 cannot resolve the phases of c_noise ~ 1e3 (layers.py).
+        # fp32 whatever the autocast state: bf16 cannot resolve the phases of c_noise ~ 1e3 (lct.core.time_embedding).
         with torch.autocast(c.device.type, enabled=False):
             return self.mlp(sinusoidal_embedding(c, self.freq_dim).to(self.mlp[0].weight.dtype))  # (B, hidden)
 

@@ -1,4 +1,4 @@
-"""Small building blocks shared by the backbones: initializers, noise embeddings, resampling, checks."""
+"""Small building blocks shared by the backbones: initializers, noise labels, resampling, checks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from lct.core.time_embedding import sinusoidal_embedding  # noqa: F401  (the backbones' noise embedding)
 
 # ----------------------------------------------------------------------------
 # ADM/EDM initialization: kaiming-uniform scaled by sqrt(1/3), i.e. U(+-1/sqrt(fan_in)) for weight
@@ -61,10 +59,7 @@ def resample(x: torch.Tensor, mode: str | None) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------
-# Sinusoidal embeddings of c_noise = 250 ln(sigma), which spans about -1554..+1096: computed in fp32
-# whatever the autocast state, because bf16 cannot resolve phases of arguments that large; fp64 labels
-# stay fp64, so a float64 network differentiates its time input to float64 precision (finite-difference
-# checks of a JVP, docs/method.md).
+# Noise labels (their sinusoidal embedding: lct.core.time_embedding).
 
 
 def batch_noise_labels(c_noise, x: torch.Tensor, name: str = "c_noise") -> torch.Tensor:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lct.core.time_embedding import sinusoidal_embedding
+
 from .layers import (
     batch_noise_labels,
     check_input,
@@ -22,7 +24,6 @@ from .layers import (
     linear,
     no_extra_time,
     resample,
-    sinusoidal_embedding,
     valid_resolutions,
     zeros_,
 )
